@@ -1,0 +1,3 @@
+from .base import AbstractEnergy as AbstractEnergy
+
+__all__ = ["AbstractEnergy"]

@@ -1,0 +1,3 @@
+from .base import AbstractVectorField as AbstractVectorField
+
+__all__ = ["AbstractVectorField"]

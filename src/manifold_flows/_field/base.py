@@ -1,0 +1,37 @@
+"""The vector-field interface: a time-dependent tangent field with diffrax's signature."""
+
+import abc
+
+import equinox as eqx
+from jaxtyping import Array, Float, PyTree, Shaped
+
+
+class AbstractVectorField(eqx.Module):
+    """A time-dependent vector field `v = f(t, x, args)` tangent to a manifold at `x`.
+
+    The signature is diffrax's `(t, y, args)`, so a field drops into `diffrax.ODETerm`
+    unchanged. One point in (a configuration of shape `(n, d)` for particle systems); batch with
+    `jax.vmap`. Particle fields take the species vector in `args` (integers in
+    `[0, num_species)`); species are data and never change along the flow.
+
+    Contract: the returned array has the shape of `x` and lies in the tangent space at `x`.
+    A G-equivariant field additionally satisfies `f(t, g x, args) == g_* f(t, x, args)`
+    (checked with `manifold_flows.testing.assert_equivariant`).
+    """
+
+    @abc.abstractmethod
+    def __call__(
+        self, t: Float[Array, ""] | float, x: Shaped[Array, "..."], args: PyTree
+    ) -> Shaped[Array, "..."]:
+        """Evaluate the field.
+
+        **Arguments:**
+
+        - `t`: scalar time in [0, 1].
+        - `x`: one point of the manifold.
+        - `args`: extra data (for particle fields: the species vector `Int[Array, " n"]`).
+
+        **Returns:**
+
+        A tangent vector at `x` with the shape of `x`.
+        """
