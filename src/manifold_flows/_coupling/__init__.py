@@ -1,1 +1,13 @@
-__all__: list[str] = []
+from .base import AbstractCoupling as AbstractCoupling, transport_cost as transport_cost
+from .build import COUPLING_NAMES as COUPLING_NAMES, build_coupling as build_coupling
+from .independent import IndependentCoupling as IndependentCoupling
+from .species_ot import SpeciesOTCoupling as SpeciesOTCoupling
+
+__all__ = [
+    "COUPLING_NAMES",
+    "AbstractCoupling",
+    "IndependentCoupling",
+    "SpeciesOTCoupling",
+    "build_coupling",
+    "transport_cost",
+]

@@ -1,5 +1,7 @@
 from .base import AbstractManifold as AbstractManifold
+from .euclidean import Euclidean as Euclidean
 from .particles import ParticleSpace as ParticleSpace, check_species as check_species
+from .sphere import Sphere as Sphere
 from .torus import FlatTorus as FlatTorus
 
-__all__ = ["AbstractManifold", "FlatTorus", "ParticleSpace", "check_species"]
+__all__ = ["AbstractManifold", "Euclidean", "FlatTorus", "ParticleSpace", "Sphere", "check_species"]

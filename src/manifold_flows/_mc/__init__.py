@@ -1,1 +1,77 @@
-__all__: list[str] = []
+from .acceptance import (
+    AbstractAcceptance as AbstractAcceptance,
+    Barker as Barker,
+    Metropolis as Metropolis,
+)
+from .advance import (
+    AdvanceOutput as AdvanceOutput,
+    KernelSettings as KernelSettings,
+    advance as advance,
+)
+from .checkpoint import CheckpointStore as CheckpointStore
+from .config import MCConfig as MCConfig
+from .diagnostics import (
+    AutocorrelationTime as AutocorrelationTime,
+    AutocorrelationWarning as AutocorrelationWarning,
+    ChainAgreement as ChainAgreement,
+    ChainDisagreementWarning as ChainDisagreementWarning,
+    MCDiagnosticWarning as MCDiagnosticWarning,
+    SampleSpacingWarning as SampleSpacingWarning,
+    chain_agreement as chain_agreement,
+    integrated_autocorrelation_time as integrated_autocorrelation_time,
+    mean_with_error as mean_with_error,
+)
+from .engine import (
+    BlockInfo as BlockInfo,
+    EnergyDriftError as EnergyDriftError,
+    MCResult as MCResult,
+    run_monte_carlo as run_monte_carlo,
+)
+from .generate import checkpoint_dir_for as checkpoint_dir_for, generate_dataset as generate_dataset
+from .initial import (
+    contact_distances as contact_distances,
+    random_configurations as random_configurations,
+)
+from .moves import (
+    Proposal as Proposal,
+    chain_sweep as chain_sweep,
+    mc_step as mc_step,
+    propose_move as propose_move,
+)
+from .schedule import temperature_schedule as temperature_schedule
+from .state import ChainState as ChainState, SamplerState as SamplerState
+
+__all__ = [
+    "AbstractAcceptance",
+    "AdvanceOutput",
+    "AutocorrelationTime",
+    "AutocorrelationWarning",
+    "Barker",
+    "BlockInfo",
+    "ChainAgreement",
+    "ChainDisagreementWarning",
+    "ChainState",
+    "CheckpointStore",
+    "EnergyDriftError",
+    "KernelSettings",
+    "MCConfig",
+    "MCDiagnosticWarning",
+    "MCResult",
+    "Metropolis",
+    "Proposal",
+    "SampleSpacingWarning",
+    "SamplerState",
+    "advance",
+    "chain_agreement",
+    "chain_sweep",
+    "checkpoint_dir_for",
+    "contact_distances",
+    "generate_dataset",
+    "integrated_autocorrelation_time",
+    "mc_step",
+    "mean_with_error",
+    "propose_move",
+    "random_configurations",
+    "run_monte_carlo",
+    "temperature_schedule",
+]

@@ -1,1 +1,35 @@
-__all__: list[str] = []
+from .config import ModelConfig as ModelConfig, TrainConfig as TrainConfig
+from .from_config import (
+    RunSetup as RunSetup,
+    setup_run as setup_run,
+    train_from_config as train_from_config,
+)
+from .fit import TrainingDiverged as TrainingDiverged, TrainResult as TrainResult, fit as fit
+from .loss import evaluate_loss as evaluate_loss, flow_matching_loss as flow_matching_loss
+from .run import TrainedRun as TrainedRun, load_run as load_run
+from .state import (
+    TrainState as TrainState,
+    init_train_state as init_train_state,
+    make_optimizer as make_optimizer,
+)
+from .step import sample_pairs as sample_pairs, train_step as train_step
+
+__all__ = [
+    "ModelConfig",
+    "TrainConfig",
+    "TrainResult",
+    "TrainState",
+    "TrainedRun",
+    "RunSetup",
+    "TrainingDiverged",
+    "evaluate_loss",
+    "fit",
+    "flow_matching_loss",
+    "init_train_state",
+    "load_run",
+    "make_optimizer",
+    "sample_pairs",
+    "setup_run",
+    "train_from_config",
+    "train_step",
+]

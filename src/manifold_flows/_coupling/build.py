@@ -1,0 +1,31 @@
+"""Build a coupling from configuration values (config files and the CLI)."""
+
+from .._manifold import AbstractManifold
+from .base import AbstractCoupling
+from .independent import IndependentCoupling
+from .species_ot import SpeciesOTCoupling
+
+#: The names `build_coupling` accepts.
+COUPLING_NAMES: tuple[str, ...] = ("independent", "species_ot")
+
+
+def build_coupling(
+    name: str, manifold: AbstractManifold | None = None, *, point_group: bool = False
+) -> AbstractCoupling:
+    """Build a coupling by name: `"independent"` or `"species_ot"` (per-species Hungarian
+    pairing on the squared distance of `manifold`; `point_group=True` also minimises over the
+    box point group, which needs a `FlatTorus`). Unknown names raise `ValueError`."""
+    if name not in COUPLING_NAMES:
+        raise ValueError(
+            f"unknown coupling name {name!r}; valid names are: {', '.join(COUPLING_NAMES)}."
+        )
+    if name == "independent":
+        if point_group:
+            raise ValueError(
+                "coupling 'independent' does not search the point group; set point_group = "
+                "false or use 'species_ot'."
+            )
+        return IndependentCoupling()
+    if manifold is None:
+        raise ValueError("coupling 'species_ot' needs the manifold whose distance is the cost.")
+    return SpeciesOTCoupling(manifold, point_group=point_group or None)

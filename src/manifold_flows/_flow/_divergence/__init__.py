@@ -1,0 +1,8 @@
+from .base import (
+    AbstractDivergence as AbstractDivergence,
+    AbstractStochasticDivergence as AbstractStochasticDivergence,
+    PointField as PointField,
+    is_flat_embedded as is_flat_embedded,
+)
+from .exact import ExactDivergence as ExactDivergence
+from .hutchinson import HutchinsonDivergence as HutchinsonDivergence

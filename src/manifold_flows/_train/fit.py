@@ -1,0 +1,457 @@
+"""`fit`: flow-matching training of a vector field on a dataset of particle configurations."""
+
+import dataclasses
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import PRNGKeyArray
+
+from .._coupling import AbstractCoupling, SpeciesOTCoupling
+from .._interpolant import AbstractInterpolant
+from .._io import Dataset
+from .._manifold import FlatTorus, ParticleSpace
+from .checkpoint import load_checkpoint, save_checkpoint
+from .config import ModelConfig, TrainConfig
+from .loss import evaluate_loss
+from .progress import MetricsLog, Progress
+from .run import (
+    CHECKPOINT,
+    CHECKPOINT_INFO,
+    METRICS,
+    RUN_FORMAT,
+    RUN_FORMAT_VERSION,
+    RUN_INFO,
+    data_fingerprint,
+    describe_interpolant,
+    flow_space_kind,
+    read_run_info,
+    write_json,
+)
+from .state import TrainState, init_train_state, learning_rate_schedule, make_optimizer
+from .step import sample_pairs, train_step
+
+
+class TrainingDiverged(FloatingPointError):
+    """The loss (or gradient) became NaN/inf. `step` is the step that produced it; the last
+    good checkpoint of the run directory (if any) was kept untouched."""
+
+    def __init__(self, message: str, *, step: int, loss: float, checkpoint_step: int | None):
+        super().__init__(message)
+        self.step = step
+        self.loss = loss
+        self.checkpoint_step = checkpoint_step
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainResult:
+    """What `fit` returns.
+
+    **Fields:** `state` (the final `TrainState`), `field` (EMA weights), `raw_field`,
+    `history` (the metrics records of this call), `initial_val_loss` (untrained field, `None`
+    without validation data or when resumed past step 0), `val_loss` (final, EMA weights),
+    `steps_per_epoch`, `total_steps`, `run_dir`.
+    """
+
+    state: TrainState
+    field: Any
+    raw_field: Any
+    history: list[dict[str, Any]]
+    initial_val_loss: float | None
+    val_loss: float | None
+    steps_per_epoch: int
+    total_steps: int
+    run_dir: Path | None
+
+
+# ------------------------------------------------------------------------------ validation
+def split_indices(num: int, config: TrainConfig) -> tuple[np.ndarray, np.ndarray]:
+    """`(train_index, val_index)`: a permutation of `range(num)` seeded by `split_seed`."""
+    n_val = 0
+    if config.val_fraction > 0 and num >= 2:
+        n_val = min(config.val_max_samples, max(1, round(config.val_fraction * num)), num - 1)
+    perm = np.random.default_rng(config.split_seed).permutation(num)
+    return np.sort(perm[n_val:]), np.sort(perm[:n_val])
+
+
+def _check_box(what: str, manifold, box: np.ndarray) -> None:
+    if isinstance(manifold, ParticleSpace):
+        manifold = manifold.manifold
+    if isinstance(manifold, FlatTorus) and not np.allclose(manifold.lengths, box, rtol=1e-9):
+        raise ValueError(
+            f"the {what}'s box {list(manifold.lengths)} does not match the dataset's box "
+            f"{box.tolist()}; build it with FlatTorus(dataset.box)."
+        )
+
+
+def _check_inputs(dataset, interpolant, coupling, config) -> None:
+    if not isinstance(dataset, Dataset):
+        raise TypeError(f"fit needs a manifold_flows.Dataset; got {type(dataset).__name__}.")
+    if dataset.num_samples == 0:
+        raise ValueError("the dataset is empty (0 configurations); nothing to train on.")
+    if not np.all(np.isfinite(dataset.positions)):
+        raise ValueError("the dataset has non-finite coordinates; repair or remove those samples.")
+    if not isinstance(interpolant, AbstractInterpolant):
+        raise TypeError(f"`interpolant` must be an AbstractInterpolant; got {interpolant!r}.")
+    if not isinstance(coupling, AbstractCoupling):
+        raise TypeError(f"`coupling` must be an AbstractCoupling; got {coupling!r}.")
+    _check_box("interpolant", getattr(interpolant, "manifold", None), dataset.box)
+    if isinstance(coupling, SpeciesOTCoupling):
+        _check_box("coupling", coupling.manifold, dataset.box)
+    if config.dtype == "float64" and not jax.config.jax_enable_x64:
+        raise ValueError(
+            "TrainConfig.dtype is float64 but JAX runs in 32-bit mode; enable it with "
+            "jax.config.update('jax_enable_x64', True) or train in float32."
+        )
+
+
+def _check_field(field, num_particles: int, dim: int, species, dtype) -> None:
+    x = jax.ShapeDtypeStruct((num_particles, dim), dtype)
+    t = jax.ShapeDtypeStruct((), dtype)
+    try:
+        out = eqx.filter_eval_shape(field, t, x, species)
+    except Exception as exc:  # noqa: BLE001 - turned into one clear structural error
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ValueError(
+            f"the vector field cannot take the dataset's configurations (n={num_particles}, "
+            f"d={dim}, {int(np.max(np.asarray(species))) + 1} species): {first}"
+        ) from exc
+    if getattr(out, "shape", None) != (num_particles, dim):
+        raise ValueError(
+            f"the vector field returns shape {getattr(out, 'shape', None)} for configurations of "
+            f"shape {(num_particles, dim)}; it must return one velocity per particle."
+        )
+
+
+# ------------------------------------------------------------------------------ run info
+_RESUME_FREE = {"epochs", "log_every", "checkpoint_every"}
+
+
+def _check_resume(saved: dict[str, Any], new: dict[str, Any], run_dir: Path) -> None:
+    for key in (
+        "model",
+        "field_class",
+        "interpolant",
+        "coupling",
+        "space",
+        "box",
+        "species",
+        "data_fingerprint",
+    ):
+        if saved.get(key) != new.get(key):
+            raise ValueError(
+                f"cannot resume the run in {run_dir}: its {key} differs ({saved.get(key)!r} "
+                f"saved, {new.get(key)!r} now); resume with the same data and configuration or "
+                "start a new run directory."
+            )
+    old_t = {k: v for k, v in saved["train"].items() if k not in _RESUME_FREE}
+    new_t = {k: v for k, v in new["train"].items() if k not in _RESUME_FREE}
+    if old_t != new_t:
+        diff = sorted(k for k in set(old_t) | set(new_t) if old_t.get(k) != new_t.get(k))
+        raise ValueError(
+            f"cannot resume the run in {run_dir}: training option(s) {', '.join(diff)} differ "
+            "from the saved run; only epochs, log_every and checkpoint_every may change."
+        )
+    if saved["train"]["epochs"] != new["train"]["epochs"] and new["train"]["schedule"] != "constant":
+        raise ValueError(
+            f"cannot change epochs when resuming the run in {run_dir}: its {new['train']['schedule']} "
+            "learning-rate schedule depends on the total number of steps."
+        )
+
+
+def _describe_coupling(coupling: AbstractCoupling) -> dict[str, Any]:
+    if isinstance(coupling, SpeciesOTCoupling):
+        return {
+            "name": "species_ot",
+            "metric": type(coupling.manifold).__name__,
+            "point_group": coupling.point_group is not None,
+        }
+    name = "independent" if type(coupling).__name__ == "IndependentCoupling" else None
+    return {"name": name, "class": type(coupling).__name__}
+
+
+# ------------------------------------------------------------------------------ fit
+def fit(
+    field,
+    dataset: Dataset,
+    *,
+    interpolant: AbstractInterpolant,
+    coupling: AbstractCoupling,
+    config: TrainConfig = TrainConfig(),
+    key: PRNGKeyArray | None = None,
+    run_dir=None,
+    resume: bool = False,
+    progress: bool = True,
+    callback: Callable[[dict[str, Any]], None] | None = None,
+) -> TrainResult:
+    """Train a vector field by flow matching on a dataset of particle configurations.
+
+    Each step draws a batch of data points `x1`, base points `x0` uniform on the torus of the
+    dataset's box (same species vector), couples them (`coupling`), draws `t ~ U(0, 1)` (and
+    noise for a stochastic interpolant) and takes one Adam step on `flow_matching_loss`, with
+    gradient clipping and an EMA of the weights. With `config.augment` the data points are
+    first moved by a random element of their symmetry group. A fixed validation split, with
+    base draws, times and noise drawn once, gives a validation loss that is comparable from
+    epoch to epoch (evaluated with the EMA and the raw weights at every epoch end).
+
+    Every random draw is a function of (key, step), so a run interrupted and resumed from its
+    checkpoint ends with the same parameters as an uninterrupted one.
+
+    **Arguments:**
+
+    - `field`: the vector field (`field(t, x, species)`), or a `ModelConfig` to build it from
+      the dataset (then `load_run` can rebuild it from the run directory alone).
+    - `dataset`: the training data (`manifold_flows.Dataset`).
+    - `interpolant`, `coupling`: strategy objects (e.g. `GeodesicInterpolant(torus)`,
+      `SpeciesOTCoupling(torus)`).
+    - `config`: a `TrainConfig`.
+    - `key`: the run's PRNG key (default `jax.random.key(config.seed)`). A resumed run uses
+      the key saved in its run directory.
+    - `run_dir`: where to write `run.json`, checkpoints and `metrics.jsonl` (none if `None`).
+    - `resume`: continue from the checkpoint in `run_dir` (starts fresh if there is none).
+      Without it, a `run_dir` that already holds a checkpoint raises `FileExistsError`.
+    - `progress`: show a progress bar.
+    - `callback`: called with every metrics record (a dict), after the checkpoint of that step
+      if any. Raising `KeyboardInterrupt` from it stops the run like Ctrl-C: the current state
+      is checkpointed, then the exception propagates.
+
+    **Returns:**
+
+    A `TrainResult`.
+
+    **Raises:**
+
+    `ValueError`/`TypeError` for inconsistent inputs (before any training compute),
+    `FileExistsError` (see `resume`), `TrainingDiverged` when the loss becomes NaN/inf.
+    """
+    _check_inputs(dataset, interpolant, coupling, config)
+    run_dir = None if run_dir is None else Path(run_dir)
+    dtype = jnp.dtype(config.dtype)
+    num, n, d = dataset.positions.shape
+    train_idx, val_idx = split_indices(num, config)
+    if config.batch_size > train_idx.size:
+        raise ValueError(
+            f"batch_size {config.batch_size} is larger than the training split ({train_idx.size} "
+            f"of {num} samples, val_fraction={config.val_fraction}); lower batch_size or use a "
+            "larger dataset."
+        )
+    steps_per_epoch = train_idx.size // config.batch_size
+    total_steps = config.epochs * steps_per_epoch
+    torus = FlatTorus(tuple(float(v) for v in dataset.box))
+    base = ParticleSpace(torus, n)
+    species = jnp.asarray(dataset.species, dtype=jnp.int32)
+    num_species = len(dataset.species_names)
+
+    # ---- the run's root key (a resumed run keeps its own) and its info record
+    saved_info = None
+    if run_dir is not None and (run_dir / CHECKPOINT).is_file():
+        if not resume:
+            raise FileExistsError(
+                f"{run_dir} already holds a training run; pass resume=True (mflows train "
+                "--resume) to continue it, or choose another run directory."
+            )
+        saved_info = read_run_info(run_dir)
+    if saved_info is not None:
+        root = jax.random.wrap_key_data(jnp.asarray(saved_info["key"], dtype=jnp.uint32))
+    else:
+        root = jax.random.key(config.seed) if key is None else key
+        if not jnp.issubdtype(jnp.asarray(root).dtype, jax.dtypes.prng_key):
+            root = jax.random.wrap_key_data(jnp.asarray(root, dtype=jnp.uint32))
+    train_key, val_key, init_key, order_key = (jax.random.fold_in(root, i) for i in range(4))
+
+    model = None
+    if isinstance(field, ModelConfig):
+        model = field
+        field = model.build(torus, n, num_species, key=init_key, dtype=dtype)
+    if not isinstance(field, eqx.Module):
+        raise TypeError(
+            f"`field` must be a vector field (an eqx.Module) or a ModelConfig; got {field!r}."
+        )
+    _check_field(field, n, d, species, dtype)
+
+    info = {
+        "format": RUN_FORMAT,
+        "version": RUN_FORMAT_VERSION,
+        "model": None if model is None else model.to_dict(),
+        "field_class": type(field).__name__,
+        "train": config.to_dict(),
+        "interpolant": describe_interpolant(interpolant),
+        "coupling": _describe_coupling(coupling),
+        "space": flow_space_kind(interpolant),
+        "box": [float(v) for v in dataset.box],
+        "num_particles": n,
+        "species": [int(s) for s in dataset.species],
+        "species_names": list(dataset.species_names),
+        "system": dataset.system,
+        "temperature": dataset.temperature,
+        "data_fingerprint": data_fingerprint(dataset.positions, dataset.species, dataset.box),
+        "num_samples": num,
+        "num_train": int(train_idx.size),
+        "num_val": int(val_idx.size),
+        "steps_per_epoch": steps_per_epoch,
+        "total_steps": total_steps,
+        "key": [int(v) for v in np.asarray(jax.random.key_data(root)).reshape(-1)],
+    }
+    if saved_info is not None:
+        _check_resume(saved_info, info, run_dir)
+
+    optimizer = make_optimizer(config, total_steps)
+    schedule = learning_rate_schedule(config, total_steps)
+    state = init_train_state(field, optimizer, key=train_key, dtype=dtype)
+    last_ckpt_step = None
+    if saved_info is not None:
+        state = load_checkpoint(run_dir / CHECKPOINT, state)
+        last_ckpt_step = int(state.step)
+    if run_dir is not None:
+        write_json(run_dir / RUN_INFO, info)
+    metrics = MetricsLog(
+        None if run_dir is None else run_dir / METRICS, resume_step=last_ckpt_step
+    )
+
+    # ---- data on the device; a fixed validation draw
+    train_x = jnp.asarray(dataset.positions[train_idx], dtype=dtype)
+    group = None
+    if config.augment:
+        from .._group import full_symmetry_group
+
+        group = full_symmetry_group(torus, species)
+    strategies = dict(interpolant=interpolant, coupling=coupling, base=base)
+    val_pairs = None
+    if val_idx.size:
+        val_x = jnp.asarray(dataset.positions[val_idx], dtype=dtype)
+        val_pairs = eqx.filter_jit(sample_pairs)(val_key, val_x, species, **strategies)
+
+    def validate(params) -> float | None:
+        if val_pairs is None:
+            return None
+        x0, x1, t, z = val_pairs
+        return evaluate_loss(
+            params, interpolant, x0, x1, t, species, z, batch_size=config.batch_size
+        )
+
+    def checkpoint(st: TrainState, val_loss) -> None:
+        nonlocal last_ckpt_step
+        if run_dir is None:
+            return
+        step_now = int(st.step)
+        save_checkpoint(run_dir / CHECKPOINT, st)
+        write_json(
+            run_dir / CHECKPOINT_INFO,
+            {
+                "step": step_now,
+                "epoch": -(-step_now // steps_per_epoch),
+                "total_steps": total_steps,
+                "val_loss": val_loss,
+            },
+        )
+        last_ckpt_step = step_now
+
+    history: list[dict[str, Any]] = []
+    start = int(state.step)
+    initial_val = None
+    last_val = None
+    if start == 0:
+        initial_val = validate(state.params)
+        last_val = initial_val
+        record = {"step": 0, "epoch": 0, "val_loss": initial_val, "lr": float(schedule(0))}
+        metrics.write(record)
+        history.append(record)
+
+    bar = Progress(total_steps, start, progress)
+    window_loss, window_gn, window_start = [], [], time.perf_counter()
+    perm_epoch, perm = None, None
+    try:
+        for step in range(start, total_steps):
+            epoch, i = divmod(step, steps_per_epoch)
+            if perm_epoch != epoch:
+                perm = np.asarray(
+                    jax.random.permutation(jax.random.fold_in(order_key, epoch), train_idx.size)
+                )
+                perm_epoch = epoch
+            index = jnp.asarray(perm[i * config.batch_size : (i + 1) * config.batch_size])
+            new_state, out = train_step(
+                state,
+                jnp.take(train_x, index, axis=0),
+                species,
+                optimizer=optimizer,
+                ema_decay=config.ema_decay,
+                group=group,
+                **strategies,
+            )
+            loss, grad_norm = float(out["loss"]), float(out["grad_norm"])
+            if not (math.isfinite(loss) and math.isfinite(grad_norm)):
+                metrics.write(
+                    {"step": step + 1, "epoch": epoch + 1, "loss": loss, "grad_norm": grad_norm,
+                     "diverged": True}
+                )
+                where = (
+                    f"the last good checkpoint (step {last_ckpt_step}) in {run_dir} was kept"
+                    if last_ckpt_step is not None
+                    else "no checkpoint had been written yet"
+                )
+                raise TrainingDiverged(
+                    f"training diverged at step {step + 1}: the loss is {loss} (grad norm "
+                    f"{grad_norm}); {where}. Lower the learning rate or check the data.",
+                    step=step + 1,
+                    loss=loss,
+                    checkpoint_step=last_ckpt_step,
+                )
+            state = new_state
+            done = step + 1
+            window_loss.append(loss)
+            window_gn.append(grad_norm)
+            epoch_end = done % steps_per_epoch == 0
+            if done % config.log_every == 0 or epoch_end or done == total_steps:
+                elapsed = time.perf_counter() - window_start
+                record = {
+                    "step": done,
+                    "epoch": -(-done // steps_per_epoch),
+                    "loss": float(np.mean(window_loss)),
+                    "grad_norm": float(np.mean(window_gn)),
+                    "lr": float(schedule(step)),
+                    "steps_per_s": len(window_loss) / elapsed if elapsed > 0 else None,
+                }
+                if epoch_end:
+                    last_val = validate(state.ema_params)
+                    record["val_loss"] = last_val
+                    record["val_loss_raw"] = validate(state.params)
+                if epoch_end or (config.checkpoint_every and done % config.checkpoint_every == 0):
+                    checkpoint(state, last_val)
+                metrics.write(record)
+                history.append(record)
+                bar.update(
+                    done, loss=record["loss"], val_loss=last_val, speed=record["steps_per_s"]
+                )
+                window_loss, window_gn = [], []
+                window_start = time.perf_counter()
+                if callback is not None:
+                    callback(record)
+            elif config.checkpoint_every and done % config.checkpoint_every == 0:
+                checkpoint(state, last_val)
+    except KeyboardInterrupt:
+        if run_dir is not None and int(state.step) != last_ckpt_step:
+            checkpoint(state, last_val)
+        raise
+    finally:
+        bar.close()
+    if run_dir is not None and int(state.step) != last_ckpt_step:
+        checkpoint(state, last_val)
+    if val_pairs is not None and (not history or history[-1].get("val_loss") is None):
+        last_val = validate(state.ema_params)
+    return TrainResult(
+        state=state,
+        field=state.ema_params,
+        raw_field=state.params,
+        history=history,
+        initial_val_loss=initial_val,
+        val_loss=last_val,
+        steps_per_epoch=steps_per_epoch,
+        total_steps=total_steps,
+        run_dir=run_dir,
+    )

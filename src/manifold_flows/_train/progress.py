@@ -1,0 +1,89 @@
+"""Metrics log (JSON lines) and the progress bar of a training run."""
+
+import contextlib
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+
+def _clean(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return None if math.isnan(value) else str(value)
+    return value
+
+
+class MetricsLog:
+    """Append-only JSON-lines log. On resume, lines from beyond the checkpoint (written by the
+    interrupted run after its last checkpoint) are dropped so the log has no duplicate steps."""
+
+    def __init__(self, path: str | os.PathLike | None, *, resume_step: int | None = None):
+        self.path = None if path is None else Path(path)
+        if self.path is None:
+            return
+        if resume_step is not None and self.path.is_file():
+            kept = []
+            for line in self.path.read_text().splitlines():
+                try:
+                    if int(json.loads(line).get("step", 0)) <= resume_step:
+                        kept.append(line)
+                except (json.JSONDecodeError, TypeError, ValueError, AttributeError):
+                    continue
+            from .._io import atomic_write_text
+
+            atomic_write_text(self.path, "".join(k + "\n" for k in kept))
+        elif resume_step is None and self.path.is_file():
+            self.path.unlink()
+
+    def write(self, record: dict[str, Any]) -> None:
+        if self.path is None:
+            return
+        line = json.dumps({k: _clean(v) for k, v in record.items()})
+        with open(self.path, "a") as fh:
+            fh.write(line + "\n")
+
+
+class Progress:
+    """A rich progress bar showing step, loss, validation loss and speed (or nothing)."""
+
+    def __init__(self, total: int, start: int, enabled: bool):
+        self._bar = None
+        self._task = None
+        self._stack = contextlib.ExitStack()
+        if not enabled:
+            return
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress as RichProgress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        self._bar = RichProgress(
+            TextColumn("[bold]train"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[stats]}"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+        )
+        self._stack.enter_context(self._bar)
+        self._task = self._bar.add_task("train", total=total, completed=start, stats="")
+
+    def update(self, step: int, *, loss=None, val_loss=None, speed=None) -> None:
+        if self._bar is None:
+            return
+        parts = []
+        if loss is not None:
+            parts.append(f"loss {loss:.4g}")
+        if val_loss is not None:
+            parts.append(f"val {val_loss:.4g}")
+        if speed is not None:
+            parts.append(f"{speed:.3g} steps/s")
+        self._bar.update(self._task, completed=step, stats="  ".join(parts))
+
+    def close(self) -> None:
+        self._stack.close()

@@ -1,0 +1,122 @@
+"""One optimisation step of flow matching, and the draw of training pairs it uses."""
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import optax
+from jaxtyping import Array, Float, Int, PRNGKeyArray
+
+from .._coupling import AbstractCoupling
+from .._group import AbstractGroupAction
+from .._interpolant import AbstractInterpolant
+from .._manifold import AbstractManifold
+from .loss import flow_matching_loss
+from .state import TrainState
+
+
+def sample_pairs(
+    key: PRNGKeyArray,
+    x1: Float[Array, "batch *shape"],
+    species: Int[Array, " n"] | None,
+    *,
+    interpolant: AbstractInterpolant,
+    coupling: AbstractCoupling,
+    base: AbstractManifold,
+    group: AbstractGroupAction | None = None,
+) -> tuple[Array, Array, Array, Array | None]:
+    """Draw the random part of a flow-matching batch for the data points `x1`.
+
+    In order: a random element of `group` applied to each data point (augmentation; `None`
+    skips it), base points `x0 ~ uniform(base)`, the coupling of each `(x0, x1)` pair, times
+    `t ~ U(0, 1)` and, when the interpolant needs it, noise `z ~ N(0, I)`.
+
+    **Returns:**
+
+    `(x0, x1, t, z)` (`z` is `None` for noise-free interpolants), all in the dtype of `x1`.
+    """
+    x1 = jnp.asarray(x1)
+    batch, dtype = x1.shape[0], x1.dtype
+    k_aug, k_base, k_t, k_z = jax.random.split(key, 4)
+    if group is not None:
+        elements = jax.vmap(group.random_element)(jax.random.split(k_aug, batch))
+        x1 = jax.vmap(group.act)(elements, x1)
+    x0 = jax.vmap(lambda k: base.random_uniform(k, dtype=dtype))(jax.random.split(k_base, batch))
+    if x0.shape != x1.shape:
+        raise ValueError(
+            f"base draws have shape {x0.shape[1:]} but the data points {x1.shape[1:]}; the base "
+            "space must be the configuration space of the data."
+        )
+    x0, x1 = jax.vmap(coupling, in_axes=(0, 0, None))(x0, x1, species)
+    t = jax.random.uniform(k_t, (batch,), dtype=dtype)
+    z = jax.random.normal(k_z, x1.shape, dtype=dtype) if interpolant.needs_noise else None
+    return x0, x1, t, z
+
+
+def _ema_update(ema, params, decay):
+    def update(e, p):
+        if eqx.is_inexact_array(p):
+            d = decay.astype(p.dtype)
+            return d * e + (1 - d) * p
+        return p
+
+    return jax.tree.map(update, ema, params)
+
+
+@eqx.filter_jit
+def train_step(
+    state: TrainState,
+    x1: Float[Array, "batch *shape"],
+    species: Int[Array, " n"] | None,
+    *,
+    interpolant: AbstractInterpolant,
+    coupling: AbstractCoupling,
+    base: AbstractManifold,
+    optimizer: optax.GradientTransformation,
+    ema_decay: float,
+    group: AbstractGroupAction | None = None,
+) -> tuple[TrainState, dict[str, Array]]:
+    """One step: draw pairs for the data batch `x1` (see `sample_pairs`, keyed by
+    `state.step_key()`), take the gradient of `flow_matching_loss`, apply the optimiser and
+    update the EMA of the weights with decay `min(ema_decay, (1 + s) / (10 + s))`.
+
+    A step whose loss or gradient is not finite leaves the parameters, optimiser state and EMA
+    unchanged (only the step counter advances); the returned loss tells the caller.
+
+    **Returns:**
+
+    `(new_state, {"loss", "grad_norm"})`.
+    """
+    x0, x1, t, z = sample_pairs(
+        state.step_key(),
+        x1,
+        species,
+        interpolant=interpolant,
+        coupling=coupling,
+        base=base,
+        group=group,
+    )
+    params, static = eqx.partition(state.params, eqx.is_inexact_array)
+
+    def loss_fn(p):
+        return flow_matching_loss(eqx.combine(p, static), interpolant, x0, x1, t, species, z)
+
+    loss, grads = jax.value_and_grad(loss_fn)(params)
+    grad_norm = optax.global_norm(grads)
+    updates, opt_state = optimizer.update(grads, state.opt_state, params)
+    new_params = eqx.combine(eqx.apply_updates(params, updates), static)
+    step = state.step
+    decay = jnp.minimum(ema_decay, (1.0 + step) / (10.0 + step))
+    new_ema = _ema_update(state.ema_params, new_params, decay)
+    ok = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+
+    def keep(new, old):
+        return jax.tree.map(lambda a, b: jnp.where(ok, a, b) if eqx.is_array(a) else a, new, old)
+
+    new_state = TrainState(
+        keep(new_params, state.params),
+        keep(opt_state, state.opt_state),
+        keep(new_ema, state.ema_params),
+        step + 1,
+        state.key,
+    )
+    return new_state, {"loss": loss, "grad_norm": grad_norm}

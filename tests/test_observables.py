@@ -1,0 +1,213 @@
+"""Observables: g_ab(r), specific heat, energy per particle, energy histograms, high energies."""
+
+import math
+
+import numpy as np
+import pytest
+
+import manifold_flows as mf
+from manifold_flows._analysis import rdf as rdf_module
+from manifold_flows.testing import tolerance
+
+RTOL, ATOL = tolerance(np.float64)
+
+
+# ----------------------------------------------------------------------------- g(r)
+
+
+def ideal_gas(seed: int, num: int, counts: tuple[int, ...], box: np.ndarray):
+    rng = np.random.default_rng(seed)
+    n = sum(counts)
+    positions = rng.uniform(size=(num, n, box.shape[0])) * box
+    species = np.repeat(np.arange(len(counts)), counts)
+    return positions, species
+
+
+def ideal_gas_z_scores(result: mf.RadialDistribution, pair_counts: list[int]) -> np.ndarray:
+    """(g - 1) / sd for an ideal gas. On a torus the distances of distinct pairs of independent
+    uniform points are pairwise independent, so a bin's count over R configurations is a sum of
+    R * P independent Bernoulli(p) with p = shell / V: sd(g) = sqrt((1 - p) / (R P p))."""
+    dim = result.box.shape[0]
+    shell = np.diff(mf.ball_volume(result.edges, dim)) / np.prod(result.box)
+    z = []
+    for k, count in enumerate(pair_counts):
+        sd = np.sqrt((1 - shell) / (result.num_samples * count * shell))
+        z.append((result.g[k] - 1.0) / sd)
+    return np.asarray(z)
+
+
+@pytest.mark.parametrize(
+    ("box", "counts"),
+    [
+        (np.array([5.0, 5.0]), (4, 6)),  # square 2D, binary
+        (np.array([4.0, 7.0]), (5, 5)),  # rectangular 2D
+        (np.array([4.0, 5.0, 6.0]), (3, 4, 5)),  # rectangular 3D, ternary
+    ],
+)
+def test_ideal_gas_gives_one_for_every_pair(box, counts):
+    positions, species = ideal_gas(0, 300, counts, box)
+    result = mf.radial_distribution(positions, species, box, num_bins=20)
+    assert result.normalization == "ideal_gas"
+    assert result.edges[-1] == pytest.approx(0.5 * box.min())
+    pair_counts = [
+        counts[a] * (counts[a] - 1) // 2 if a == b else counts[a] * counts[b]
+        for a, b in result.pairs
+    ]
+    assert len(result.pairs) == len(counts) * (len(counts) + 1) // 2
+    z = ideal_gas_z_scores(result, pair_counts)
+    # chi^2 / dof of ~20-120 z-scores is 1 +- 0.3; a wrong shell volume, box or pair count
+    # shifts whole curves by many sd.
+    assert 0.5 < np.mean(z**2) < 1.6
+    assert np.max(np.abs(z)) < 5.0
+    # The textbook normalisation differs by (N_a - 1) / N_a on the diagonal only.
+    other = mf.radial_distribution(
+        positions, species, box, num_bins=20, normalization="number_density"
+    )
+    assert other.normalization == "number_density"
+    for k, (a, b) in enumerate(result.pairs):
+        factor = (counts[a] - 1) / counts[a] if a == b else 1.0
+        np.testing.assert_allclose(other.g[k], factor * result.g[k], rtol=1e-12)
+
+
+def test_two_particles_across_the_boundary_2d():
+    # Distance through the periodic boundary: |0.2 - 3.75| wraps to 0.45 in a box 4 x 6.
+    box = np.array([4.0, 6.0])
+    positions = np.array([[[0.2, 1.0], [3.75, 1.0]]])
+    result = mf.radial_distribution(positions, np.array([0, 0]), box, num_bins=20)
+    assert result.pairs == ((0, 0),)
+    dr = 2.0 / 20
+    assert result.r[4] == pytest.approx(0.45)  # the bin [0.4, 0.5)
+    expected = np.zeros(20)
+    # one pair of one: g = 1 / (shell / V) with the annulus area pi (0.5^2 - 0.4^2).
+    expected[4] = 24.0 / (math.pi * (0.5**2 - 0.4**2))
+    np.testing.assert_allclose(result.g[0], expected, rtol=1e-12)
+    assert dr == pytest.approx(result.edges[1])
+
+
+def test_two_particles_across_a_corner_3d_unlike_species():
+    box = np.array([3.0, 3.0, 3.0])
+    positions = np.array([[[0.1, 0.1, 0.1], [2.9, 2.9, 2.9]]])  # distance 0.2 sqrt(3) = 0.346
+    result = mf.radial_distribution(positions, np.array([0, 1]), box, num_bins=15)
+    assert result.pairs == ((0, 1),)  # no like pairs with one particle per species
+    expected = np.zeros(15)
+    expected[3] = 27.0 / (4.0 / 3.0 * math.pi * (0.4**3 - 0.3**3))  # bin [0.3, 0.4)
+    np.testing.assert_allclose(result.g[0], expected, rtol=1e-12)
+    np.testing.assert_allclose(result.pair(1, 0), expected, rtol=1e-12)
+
+
+def test_weighted_g_and_chunking():
+    box = np.array([5.0, 5.0])
+    positions, species = ideal_gas(3, 10, (3, 4), box)
+    log_w = np.full(10, -np.inf)
+    log_w[6] = 0.0
+    full = mf.radial_distribution(positions, species, box, num_bins=10, log_weights=log_w)
+    alone = mf.radial_distribution(positions[6:7], species, box, num_bins=10)
+    np.testing.assert_allclose(full.g_reweighted, alone.g, rtol=1e-12)
+    # Equal weights reproduce the raw g.
+    even = mf.radial_distribution(positions, species, box, num_bins=10, log_weights=np.zeros(10))
+    np.testing.assert_allclose(even.g_reweighted, even.g, rtol=1e-12)
+    np.testing.assert_allclose(full.g, even.g, rtol=1e-12)
+    with pytest.raises(ValueError, match="reweighted"):
+        alone.pair(0, 1, reweighted=True)
+
+
+def test_chunks_with_padding_give_the_same_answer(monkeypatch):
+    box = np.array([5.0, 5.0])
+    positions, species = ideal_gas(4, 10, (3, 4), box)
+    log_w = np.random.default_rng(0).normal(size=10)
+    whole = mf.radial_distribution(positions, species, box, num_bins=10, log_weights=log_w)
+    # 21 pairs per configuration: 3 configurations per chunk, the last chunk padded.
+    monkeypatch.setattr(rdf_module, "_PAIRS_PER_CHUNK", 3 * 21)
+    parts = mf.radial_distribution(positions, species, box, num_bins=10, log_weights=log_w)
+    np.testing.assert_allclose(parts.g, whole.g, rtol=1e-12)
+    np.testing.assert_allclose(parts.g_reweighted, whole.g_reweighted, rtol=1e-12)
+
+
+def test_rdf_rejects_bad_input():
+    box = np.array([4.0, 4.0])
+    positions, species = ideal_gas(0, 2, (2, 2), box)
+    with pytest.raises(ValueError, match="r_max"):
+        mf.radial_distribution(positions, species, box, r_max=2.5)
+    with pytest.raises((ValueError, TypeError), match="normalization"):
+        mf.radial_distribution(positions, species, box, normalization="other")  # type: ignore[arg-type]
+    with pytest.raises((ValueError, TypeError)):
+        mf.radial_distribution(positions, species, np.array([4.0, 4.0, 4.0]))
+
+
+# ----------------------------------------------------------------------------- energies
+
+
+def test_energy_per_particle():
+    energy = np.random.default_rng(0).normal(-100.0, 2.0, 500)
+    s = mf.energy_per_particle(energy, 10)
+    assert s.name == "u"
+    assert s.raw == pytest.approx(energy.mean() / 10, rel=RTOL)
+    assert s.raw_err == pytest.approx(energy.std(ddof=1) / 10 / math.sqrt(500), rel=RTOL)
+
+
+def test_specific_heat_of_gaussian_energies():
+    n, temperature, sigma = 10, 0.5, 3.0
+    energy = np.random.default_rng(1).normal(-50.0, sigma, 4000)
+    s = mf.specific_heat(energy, n, temperature, np.zeros(4000), num_bootstrap=300)
+    assert s.name == "c_v" and s.raw_error_method == "bootstrap"
+    # The moment formula is the plain (1/R) sample variance over N T^2 ...
+    assert s.raw == pytest.approx(np.var(energy) / (n * temperature**2), rel=1e-9)
+    # ... whose expectation is sigma^2 / (N T^2) = 3.6; the bootstrap error is about
+    # c_v sqrt(2 / R) = 0.08.
+    truth = sigma**2 / (n * temperature**2)
+    assert abs(s.raw - truth) < 4 * s.raw_err
+    assert s.raw_err == pytest.approx(truth * math.sqrt(2 / 4000), rel=0.25)
+    assert s.reweighted == pytest.approx(s.raw, rel=1e-9)
+
+
+def test_reweighted_specific_heat_recovers_target_variance():
+    # U ~ N(0, 2^2) reweighted to N(0, 1.5^2): c_v = 1.5^2 / (N T^2).
+    rng = np.random.default_rng(2)
+    s_q, s_p, n, temperature = 2.0, 1.5, 4, 0.8
+    energy = rng.normal(0.0, s_q, 5000)
+    log_w = scipy_norm_logpdf(energy, s_p) - scipy_norm_logpdf(energy, s_q)
+    s = mf.specific_heat(energy, n, temperature, log_w, num_bootstrap=300)
+    truth = s_p**2 / (n * temperature**2)
+    assert abs(s.reweighted - truth) < 4 * s.reweighted_err
+    assert abs(s.raw - s_q**2 / (n * temperature**2)) < 4 * s.raw_err
+
+
+def scipy_norm_logpdf(x: np.ndarray, s: float) -> np.ndarray:
+    return -0.5 * (x / s) ** 2 - math.log(math.sqrt(2 * math.pi) * s)
+
+
+def test_high_energy_fraction_positive_and_negative_references():
+    reference = np.array([0.5, 1.0, 2.0])  # threshold 2 * 2 = 4
+    energies = np.array([1.0, 3.9, 4.0, 4.1, 100.0, np.nan, np.inf, -np.inf])
+    assert mf.high_energy_threshold(reference) == 4.0
+    # above 4: 4.1, 100, nan (broken counts as high), inf -> 4 of 8
+    assert mf.high_energy_fraction(energies, reference) == 0.5
+    # Scale invariance: per-particle energies give the same share.
+    assert mf.high_energy_fraction(energies / 10, reference / 10) == 0.5
+    negative = np.array([-130.0, -120.0, -110.0])  # threshold -110 + 110 = 0
+    assert mf.high_energy_threshold(negative) == 0.0
+    assert mf.high_energy_fraction(np.array([-115.0, -50.0, 0.0, 1.0]), negative) == 0.25
+    assert mf.high_energy_threshold(np.array([np.nan, 3.0])) == 6.0
+
+
+def test_energy_histogram_against_reference():
+    rng = np.random.default_rng(0)
+    reference = rng.normal(0.0, 1.0, 2000)
+    energies = np.concatenate([rng.normal(0.5, 1.0, 995), [50.0, -50.0, 60.0, np.nan, np.inf]])
+    h = mf.energy_histogram(energies, reference, bins=30, log_weights=np.zeros(1000))
+    width = np.diff(h.edges)
+    assert h.num_above == 2 and h.num_below == 1 and h.num_nonfinite == 2
+    inside = np.count_nonzero((energies >= h.edges[0]) & (energies < h.edges[-1]))
+    assert np.sum(h.density * width) == pytest.approx(inside / 1000, rel=RTOL)
+    assert np.sum(h.reference_density * width) == pytest.approx(1.0, rel=RTOL)
+    # Equal weights: the reweighted density is the raw one.
+    np.testing.assert_allclose(h.density_reweighted, h.density, rtol=1e-9)
+    # Zero weight for the NaN sample: the other 999 share the unit weight.
+    log_w = np.zeros(1000)
+    log_w[np.isnan(energies)] = -np.inf
+    h2 = mf.energy_histogram(energies, reference, bins=30, log_weights=log_w)
+    np.testing.assert_allclose(h2.density_reweighted, h.density * 1000 / 999, rtol=1e-9)
+    per = mf.energy_histogram(energies, reference, num_particles=10, bins=30)
+    assert per.per_particle
+    np.testing.assert_allclose(per.edges, h.edges / 10, rtol=1e-12)
+    np.testing.assert_allclose(per.density, h.density * 10, rtol=1e-9)
