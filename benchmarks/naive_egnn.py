@@ -26,12 +26,12 @@ def naive_torus_egnn(field: TorusEGNN, t, x, species):
     written; it agrees with the library to about `eps * L`.
     """
     core = field.core
-    L = field.torus.box(x.dtype)
+    L = field.torus.box(x.dtype)[None]  # (1, d)
     n = x.shape[0]
 
     def min_image(y):
         d = y[:, None, :] - y[None, :, :]
-        return d - L * jnp.round(d / L)
+        return d - L[None] * jnp.round(d / L[None])
 
     onehot = jax.nn.one_hot(species, core.num_species, dtype=x.dtype)
     node_in = jnp.concatenate([jnp.full((n, 1), t, dtype=x.dtype), onehot], axis=-1)

@@ -211,3 +211,12 @@ def test_energy_histogram_against_reference():
     assert per.per_particle
     np.testing.assert_allclose(per.edges, h.edges / 10, rtol=1e-12)
     np.testing.assert_allclose(per.density, h.density * 10, rtol=1e-9)
+
+
+def test_float32_positions_match_float64():
+    box = np.array([5.0, 4.0])
+    positions, species = ideal_gas(5, 20, (3, 4), box)
+    g64 = mf.radial_distribution(positions, species, box, num_bins=10)
+    g32 = mf.radial_distribution(positions.astype(np.float32), species, box, num_bins=10)
+    rtol, _ = tolerance(np.float32)
+    np.testing.assert_allclose(g32.g, g64.g, rtol=10 * rtol)

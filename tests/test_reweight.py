@@ -257,3 +257,18 @@ def test_raw_skips_nonfinite_but_weighted_refuses_them():
     assert s.raw_num_used == 3 and s.raw == pytest.approx(7.0 / 3.0) and s.reweighted is None
     with pytest.raises(ValueError, match="non-finite in 1 sample"):
         mf.summarize_observable(values, np.zeros(4))
+
+
+def test_accepts_float32_jax_arrays():
+    import jax.numpy as jnp
+
+    x, energy, log_q, temperature = gaussian_toy(5, 200, s_q=1.5, s_p=1.0)
+    ref = mf.reweight(energy, log_q, temperature)
+    res = mf.reweight(
+        jnp.asarray(energy, dtype=jnp.float32), jnp.asarray(log_q, dtype=jnp.float32), temperature
+    )
+    rtol, atol = tolerance(np.float32)
+    np.testing.assert_allclose(res.weights, ref.weights, rtol=10 * rtol, atol=atol)
+    assert res.log_w.dtype == np.float64
+    summary = mf.summarize_observable(jnp.asarray(x**2, dtype=jnp.float32), res)
+    assert summary.reweighted == pytest.approx(mf.weighted_mean(x**2, ref), rel=10 * rtol)

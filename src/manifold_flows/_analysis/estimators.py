@@ -9,6 +9,7 @@ import numpy as np
 from jaxtyping import ArrayLike, Real
 
 from ._weights import log_weights_of, normalized_weights, require_some_weight
+from .reweight import LogWeights
 
 #: Bootstrap resamples are drawn in blocks of at most this many (resample x sample) entries,
 #: which bounds the memory of the bootstrap whatever R and the number of resamples.
@@ -84,8 +85,8 @@ def _resample_weights(base: np.ndarray | None, log_w: np.ndarray | None, num: in
     """Normalised weights of `count` bootstrap resamples, shape `(count, num)`.
 
     A resample draws `num` indices with replacement; index `i` drawn `c_i` times contributes
-    `c_i * w_i` to its weights, then the row is renormalised. `base` holds `exp(log_w - max)`
-    (0 for non-finite log w), or is `None` for equal weights."""
+    `c_i * w_i` to its weights, then the row is renormalised. `base` holds the normalised
+    weights of all samples (0 for non-finite log w), or is `None` for equal weights."""
     idx = rng.integers(0, num, size=(count, num))
     flat = (np.arange(count)[:, None] * num + idx).ravel()
     counts = np.bincount(flat, minlength=count * num).reshape(count, num).astype(np.float64)
@@ -104,7 +105,7 @@ def _resample_weights(base: np.ndarray | None, log_w: np.ndarray | None, num: in
 
 def bootstrap_weighted_means(
     values: Real[ArrayLike, "r ..."],
-    log_weights: Any = None,
+    log_weights: LogWeights | None = None,
     *,
     num_bootstrap: int = 1000,
     seed: int = 0,
@@ -156,7 +157,7 @@ def bootstrap_weighted_means(
     return out.reshape((int(num_bootstrap), *shape))
 
 
-def weighted_mean(values: Real[ArrayLike, "r ..."], log_weights: Any) -> float | np.ndarray:
+def weighted_mean(values: Real[ArrayLike, "r ..."], log_weights: LogWeights) -> float | np.ndarray:
     """Self-normalised importance-sampling mean `sum_i w_i values_i`, `w = softmax(log_w)`,
     with weight 0 for non-finite `log_w`.
 
@@ -195,7 +196,7 @@ def _shaped(value: Any, shape: tuple[int, ...]) -> float | np.ndarray:
 
 def summarize_moments(
     moments: Real[ArrayLike, "r k"],
-    log_weights: Any = None,
+    log_weights: LogWeights | None = None,
     *,
     statistic: Callable[[np.ndarray], np.ndarray] | None = None,
     name: str = "observable",
@@ -283,7 +284,7 @@ def summarize_moments(
 
 def summarize_observable(
     values: Real[ArrayLike, "r ..."],
-    log_weights: Any = None,
+    log_weights: LogWeights | None = None,
     *,
     name: str = "observable",
     num_bootstrap: int = 1000,

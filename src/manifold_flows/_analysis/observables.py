@@ -20,6 +20,7 @@ from ._weights import (
     require_some_weight,
 )
 from .estimators import ObservableSummary, summarize_moments, summarize_observable
+from .reweight import LogWeights
 
 
 def _num_particles(value: Any, name: str = "num_particles") -> int:
@@ -32,7 +33,7 @@ def _num_particles(value: Any, name: str = "num_particles") -> int:
 def energy_per_particle(
     energy: Real[ArrayLike, " r"],
     num_particles: int,
-    log_weights: Any = None,
+    log_weights: LogWeights | None = None,
     *,
     num_bootstrap: int = 1000,
     confidence: float = 0.95,
@@ -66,7 +67,7 @@ def specific_heat(
     energy: Real[ArrayLike, " r"],
     num_particles: int,
     temperature: float | int | Real[ArrayLike, ""],
-    log_weights: Any = None,
+    log_weights: LogWeights | None = None,
     *,
     num_bootstrap: int = 1000,
     confidence: float = 0.95,
@@ -197,7 +198,7 @@ def energy_histogram(
     energies: Real[ArrayLike, " r"],
     reference_energies: Real[ArrayLike, " m"] | None = None,
     *,
-    log_weights: Any = None,
+    log_weights: LogWeights | None = None,
     num_particles: int | None = None,
     reference_num_particles: int | None = None,
     bins: int = 50,

@@ -3,7 +3,7 @@
 import dataclasses
 import functools
 import math
-from typing import Any, Literal
+from typing import Literal
 
 import jax
 import jax.numpy as jnp
@@ -11,6 +11,7 @@ import numpy as np
 from jaxtyping import Array, ArrayLike, Float, Int, Real
 
 from ._weights import log_weights_of, normalized_weights, require_some_weight
+from .reweight import LogWeights
 
 Normalization = Literal["ideal_gas", "number_density"]
 _NORMALIZATIONS = ("ideal_gas", "number_density")
@@ -112,7 +113,7 @@ def radial_distribution(
     *,
     num_bins: int = 100,
     r_max: float | int | None = None,
-    log_weights: Any = None,
+    log_weights: LogWeights | None = None,
     normalization: Normalization = "ideal_gas",
     num_species: int | None = None,
 ) -> RadialDistribution:

@@ -27,7 +27,8 @@ class ReweightResult:
     - `num_nonfinite`: how many samples had NaN or infinite `log_w` (weight 0). They stay in
       `R`: a sampler that produces broken samples is charged for them in `ess_fraction`.
     - `ess`: Kish's effective sample size `1 / sum(weights^2)` (0 if no weight is finite).
-    - `ess_fraction`: `ess / R`, in `[1/R, 1]` (1 for a perfect sampler).
+    - `ess_fraction`: `ess / R`, in `[1/R, 1]` (1 for a perfect sampler; 0 if no weight is
+      finite).
     - `max_weight`: the largest normalised weight.
     - `khat`, `khat_threshold`, `khat_status`, `khat_note`: the Pareto tail diagnostic of the
       weights (see `ParetoDiagnostic`): `khat < 0.5` fine, `0.5 .. 0.7` usable,
@@ -71,6 +72,11 @@ class ReweightResult:
                 continue
             out[field.name] = getattr(self, field.name)
         return out
+
+
+#: Importance weights as accepted by the estimators: log weights `(R,)` (non-finite entries
+#: mean weight 0) or the `ReweightResult` holding them.
+LogWeights = ReweightResult | Real[ArrayLike, " r"]
 
 
 def reweight(

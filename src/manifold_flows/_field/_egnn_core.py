@@ -38,9 +38,15 @@ def _safe_sqrt(r: Array) -> Array:
     return jnp.where(positive, jnp.sqrt(jnp.where(positive, r, 1)), 0)
 
 
+def _row(v: Array, ndim: int) -> Array:
+    # A feature vector shaped to broadcast along the last axis of a rank-`ndim` array (explicit,
+    # so the code runs under jax_numpy_rank_promotion="raise").
+    return v.reshape((1,) * (ndim - 1) + (-1,))
+
+
 def _linear(x: Array, layer: eqx.nn.Linear) -> Array:
     # A Linear applied along the last axis of an array of any rank (one matrix product).
-    return x @ layer.weight.T + layer.bias
+    return x @ layer.weight.T + _row(layer.bias, x.ndim)
 
 
 class EGNNLayer(eqx.Module):
@@ -96,13 +102,13 @@ class EGNNLayer(eqx.Module):
         H = h.shape[-1]
         w1 = self.edge1.weight
         # Factorised first edge layer: (n, H) products, then one fused broadcast.
-        hi = h @ w1[:, :H].T + self.edge1.bias
+        hi = h @ w1[:, :H].T + _row(self.edge1.bias, 2)
         hj = h @ w1[:, H : 2 * H].T
         pre = (
             hi[:, None, :]
             + hj[None, :, :]
-            + r[:, :, None] * w1[:, 2 * H]
-            + a[:, :, None] * w1[:, 2 * H + 1]
+            + r[:, :, None] * _row(w1[:, 2 * H], 3)
+            + a[:, :, None] * _row(w1[:, 2 * H + 1], 3)
         )
         m = jax.nn.silu(_linear(jax.nn.silu(pre), self.edge2))  # (n, n, H), ungated
         if self.attention is None:
@@ -114,7 +120,7 @@ class EGNNLayer(eqx.Module):
             w = jnp.concatenate([self.coord1.weight, self.attention.weight], axis=0)
             p = m @ w.T
             gate = jax.nn.sigmoid(p[..., H] + self.attention.bias[0]) * mask
-            c = gate[..., None] * p[..., :H] + self.coord1.bias
+            c = gate[..., None] * p[..., :H] + _row(self.coord1.bias, 3)
         coef = jax.nn.silu(c) @ self.coord2[0]  # (n, n)
         if coord_scale is not None:
             coef = coord_scale * jnp.tanh(coef)

@@ -1,6 +1,7 @@
 from ._base_dist import (
     AbstractBase as AbstractBase,
     AbstractNormalizedBase as AbstractNormalizedBase,
+    BoxUniformBase as BoxUniformBase,
     DatasetBase as DatasetBase,
     GaussianBase as GaussianBase,
     UniformBase as UniformBase,
@@ -10,6 +11,12 @@ from ._divergence import (
     AbstractStochasticDivergence as AbstractStochasticDivergence,
     ExactDivergence as ExactDivergence,
     HutchinsonDivergence as HutchinsonDivergence,
+)
+from .audit import (
+    AuditCheck as AuditCheck,
+    AuditReport as AuditReport,
+    default_logq_tolerance as default_logq_tolerance,
+    likelihood_audit as likelihood_audit,
 )
 from .base import AbstractLikelihood as AbstractLikelihood
 from .batch import log_prob_batch as log_prob_batch, sample as sample
@@ -22,6 +29,9 @@ __all__ = [
     "AbstractLikelihood",
     "AbstractNormalizedBase",
     "AbstractStochasticDivergence",
+    "AuditCheck",
+    "AuditReport",
+    "BoxUniformBase",
     "ContinuousFlow",
     "DatasetBase",
     "ExactDivergence",
@@ -30,6 +40,8 @@ __all__ = [
     "GaussianBase",
     "HutchinsonDivergence",
     "UniformBase",
+    "default_logq_tolerance",
+    "likelihood_audit",
     "log_prob_batch",
     "sample",
 ]

@@ -252,6 +252,29 @@ class ContinuousFlow(AbstractLikelihood):
         log_p0 = self._base_log_prob(x0, args)
         return FlowSolution(x0, x1, log_p0, integral, log_p0 - integral, stats)
 
+    def velocity(
+        self, t: Float[Array, ""] | float, x: Shaped[Array, "..."], args: PyTree
+    ) -> Shaped[Array, "..."]:
+        """The velocity the solver integrates: the field at `project(x)`, projected onto the
+        tangent space there (a smooth extension of the field to the solver's ambient state;
+        on the manifold it is the field itself)."""
+        t = jnp.asarray(t, self.dtype)
+        z = self.space.project(x)
+        return self.space.project_tangent(z, self.field(t, z, args))
+
+    def velocity_and_divergence(
+        self,
+        t: Float[Array, ""] | float,
+        x: Shaped[Array, "..."],
+        args: PyTree,
+        probe: PyTree = None,
+    ) -> tuple[Shaped[Array, "..."], Float[Array, ""]]:
+        """The augmented vector field `(v, div v)` at one point, with this flow's divergence
+        strategy (`probe` from `divergence.init_probe`; `None` for the exact one)."""
+        t = jnp.asarray(t, self.dtype)
+        v, div = self.divergence(lambda z: self.velocity(t, z, args), x, probe, self.space)
+        return v, jnp.asarray(div, self.dtype)
+
     # ------------------------------------------------------------------ internals
     def _prepare(self, x: Shaped[Array, "..."], name: str) -> Array:
         x = jnp.asarray(x)
@@ -284,45 +307,15 @@ class ContinuousFlow(AbstractLikelihood):
         """Integrate `(x, Delta)` from `x_start`; returns the wrapped end point, the divergence
         integral over [0, 1] (sign-corrected for the direction) and the statistics."""
         dtype = self.dtype
-        space, field, divergence = self.space, self.field, self.divergence
-        probe = divergence.init_probe(key, space, x_start)
+        probe = self.divergence.init_probe(key, self.space, x_start)
 
         def vector_field(t, y, ode_args):
-            x, _ = y
             field_args, probe = ode_args
-            t = jnp.asarray(t, dtype)
+            return self.velocity_and_divergence(t, y[0], field_args, probe)
 
-            def fn(z):
-                z = space.project(z)
-                return space.project_tangent(z, field(t, z, field_args))
-
-            v, div = divergence(fn, x, probe, space)
-            return v, jnp.asarray(div, dtype)
-
-        t0, t1 = (1.0, 0.0) if reverse else (0.0, 1.0)
-        sign = -1.0 if reverse else 1.0
-        if self.num_steps is not None:
-            times = np.linspace(t0, t1, self.num_steps + 1)
-            controller = diffrax.StepTo(ts=jnp.asarray(times, dtype))
-            dt0 = None
-        else:
-            controller = diffrax.PIDController(rtol=self.rtol, atol=self.atol)
-            dt0 = None if self.dt0 is None else jnp.asarray(sign * self.dt0, dtype)
         y0 = (x_start, jnp.zeros((), dtype))
-        solution = diffrax.diffeqsolve(
-            diffrax.ODETerm(vector_field),
-            self.solver,
-            t0=jnp.asarray(t0, dtype),
-            t1=jnp.asarray(t1, dtype),
-            dt0=dt0,
-            y0=y0,
-            args=(args, probe),
-            stepsize_controller=controller,
-            saveat=diffrax.SaveAt(t1=True),
-            max_steps=self.max_steps,
-            throw=False,
-        )
-        x_end = space.project(solution.ys[0][-1])
+        solution = self._diffeqsolve(vector_field, y0, (args, probe), reverse=reverse)
+        x_end = self.space.project(solution.ys[0][-1])
         delta = solution.ys[1][-1]
         result = solution.result
         x_end = eqx.error_if(
@@ -332,13 +325,48 @@ class ContinuousFlow(AbstractLikelihood):
         )
         x_end = eqx.error_if(
             x_end,
-            (result != diffrax.RESULTS.successful)
-            & (result != diffrax.RESULTS.max_steps_reached),
+            (result != diffrax.RESULTS.successful) & (result != diffrax.RESULTS.max_steps_reached),
             _FAILED_MESSAGE,
         )
         # Forward: Delta(1) = int_0^1 div. Reverse: Delta(0) = int_1^0 div = -int_0^1 div.
         integral = delta if not reverse else -delta
         return x_end, integral, self._stats(solution.stats)
+
+    def _diffeqsolve(
+        self,
+        vector_field: Callable,
+        y0: PyTree,
+        args: PyTree,
+        *,
+        reverse: bool,
+        adjoint: diffrax.AbstractAdjoint | None = None,
+    ) -> diffrax.Solution:
+        """One diffrax solve over [0, 1] (or [1, 0]) with this flow's solver, step-size control
+        and dtype, saving only the final state."""
+        dtype = self.dtype
+        t0, t1 = (1.0, 0.0) if reverse else (0.0, 1.0)
+        if self.num_steps is not None:
+            times = np.linspace(t0, t1, self.num_steps + 1)
+            controller = diffrax.StepTo(ts=jnp.asarray(times, dtype))
+            dt0 = None
+        else:
+            controller = diffrax.PIDController(rtol=self.rtol, atol=self.atol)
+            sign = -1.0 if reverse else 1.0
+            dt0 = None if self.dt0 is None else jnp.asarray(sign * self.dt0, dtype)
+        return diffrax.diffeqsolve(
+            diffrax.ODETerm(vector_field),
+            self.solver,
+            t0=jnp.asarray(t0, dtype),
+            t1=jnp.asarray(t1, dtype),
+            dt0=dt0,
+            y0=y0,
+            args=args,
+            stepsize_controller=controller,
+            saveat=diffrax.SaveAt(t1=True),
+            max_steps=self.max_steps,
+            throw=False,
+            **({} if adjoint is None else {"adjoint": adjoint}),
+        )
 
     def _stats(self, stats: dict) -> FlowStats:
         # diffrax's automatic first step (dt0=None) costs no evaluation here: for the wrapped

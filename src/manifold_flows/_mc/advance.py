@@ -56,7 +56,8 @@ class AdvanceOutput(eqx.Module):
 
 def _tune(sampler: SamplerState, settings: KernelSettings, tune: Bool[Array, ""]) -> SamplerState:
     """Update the step size at the end of a tuning window (only when `tune` is true)."""
-    due = tune & (sampler.window_sweeps >= settings.tune_every)
+    # (no displacement tried in the window, e.g. p_swap = 1: nothing to learn from)
+    due = tune & (sampler.window_sweeps >= settings.tune_every) & (sampler.window_attempted > 0)
     dtype = sampler.step_size.dtype
     rate = sampler.window_accepted.astype(dtype) / jnp.maximum(sampler.window_attempted, 1).astype(
         dtype

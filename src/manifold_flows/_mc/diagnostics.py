@@ -43,8 +43,8 @@ class AutocorrelationTime:
     - `error`: its statistical error (Madras-Sokal: `tau * sqrt(2 (2 M + 1) / n)`).
     - `window`: the summation window `M` chosen by Sokal's rule `M >= c tau(M)`.
     - `num_points`: number of points used (all chains together).
-    - `reliable`: `False` when no window satisfied Sokal's rule (series shorter than about
-      `c * tau`) or when the series is constant.
+    - `reliable`: `False` when no window satisfied Sokal's rule, when a chain is shorter than
+      `min_length * tau` (50 by default), or when the series is constant.
     """
 
     tau: float
@@ -66,7 +66,9 @@ def _autocovariance(x: np.ndarray) -> np.ndarray:
     return np.fft.irfft(f * np.conj(f), n=size, axis=-1)[..., :n] / n
 
 
-def integrated_autocorrelation_time(series: np.ndarray, *, c: float = 5.0) -> AutocorrelationTime:
+def integrated_autocorrelation_time(
+    series: np.ndarray, *, c: float = 5.0, min_length: float = 50.0
+) -> AutocorrelationTime:
     """Estimate the integrated autocorrelation time of a stationary series with Sokal's
     automatic windowing.
 
@@ -79,6 +81,8 @@ def integrated_autocorrelation_time(series: np.ndarray, *, c: float = 5.0) -> Au
 
     - `series`: shape `(n,)` for one chain or `(chains, n)`.
     - `c`: Sokal's window constant (5 is customary; larger is safer and noisier).
+    - `min_length`: the estimate is flagged unreliable unless each chain is at least this
+      many autocorrelation times long.
 
     **Returns:**
 
@@ -100,9 +104,12 @@ def integrated_autocorrelation_time(series: np.ndarray, *, c: float = 5.0) -> Au
     rho = acov / acov[0]
     taus = 2.0 * np.cumsum(rho) - 1.0  # taus[M] = 1 + 2 sum_{t=1}^{M} rho(t)
     ok = np.arange(n) >= c * taus
-    reliable = bool(np.any(ok))
-    window = int(np.argmax(ok)) if reliable else n - 1
+    found = bool(np.any(ok))
+    window = int(np.argmax(ok)) if found else n - 1
     tau = float(max(taus[window], 1e-12))
+    # Windowing alone is fooled by series much shorter than tau (the biased autocovariance
+    # decays artificially); ask for at least `min_length` tau per chain as well.
+    reliable = found and n >= min_length * tau
     error = tau * math.sqrt(2.0 * (2 * window + 1) / (chains * n))
     return AutocorrelationTime(tau, error, window, chains * n, reliable)
 

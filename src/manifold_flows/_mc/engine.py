@@ -10,11 +10,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jaxtyping import Array, Float, Int
 
-from .._energy import ParticleSystem
+from .._energy import AbstractPairEnergy, ParticleSystem
 from .._io import Dataset
 from .acceptance import AbstractAcceptance, Metropolis
 from .advance import KernelSettings, advance
@@ -91,6 +93,14 @@ class MCResult:
 
 
 # ------------------------------------------------------------------------------- helpers
+@eqx.filter_jit
+def total_energies(
+    energy: AbstractPairEnergy, positions: Float[Array, "c n d"], species: Int[Array, "c n"]
+) -> Float[Array, " c"]:
+    """Total energy U of each of a batch of configurations (one compilation per shape)."""
+    return jax.vmap(energy)(positions, species)
+
+
 def _as_key(key) -> tuple[jax.Array, int | None]:
     """A typed PRNG key and, when given as an integer, the seed."""
     if isinstance(key, (int, np.integer)) and not isinstance(key, bool):
@@ -192,7 +202,7 @@ def _initial_chains(
         positions = np.where(positions >= box, positions - box, positions)
     x = jnp.asarray(positions, dtype=dtype)
     s = jnp.asarray(species, dtype=jnp.int32)
-    u = np.asarray(jax.jit(jax.vmap(energy))(x, s))
+    u = np.asarray(total_energies(energy, x, s))
     bad = np.nonzero(~np.isfinite(u))[0]
     if bad.size:
         raise ValueError(
@@ -698,8 +708,8 @@ def _diagnostics(
             )
         spacing = S / tau_sweeps if math.isfinite(tau_sweeps) and tau_sweeps > 0 else None
         out["sample_spacing_in_tau"] = spacing
-        if tau.reliable:
-            warn_spacing(S, tau_sweeps, minimum=cfg.min_spacing_tau)
+        # an unreliable tau is usually an underestimate: still warn about the spacing
+        warn_spacing(S, tau_sweeps, minimum=cfg.min_spacing_tau)
         if sample_u.shape[1] >= 2:
             tau_s = integrated_autocorrelation_time(sample_u)
             out["autocorrelation_samples"] = {**tau_s.as_dict(), "units": "samples"}

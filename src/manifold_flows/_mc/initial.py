@@ -2,6 +2,7 @@
 
 import math
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -12,27 +13,30 @@ from .._energy import AbstractPairEnergy
 
 def contact_distances(energy: AbstractPairEnergy, max_pair_energy: float) -> np.ndarray:
     """For each species pair `(a, b)`, the distance below which the pair energy exceeds
-    `max_pair_energy` (found by bisection on the repulsive core; `0` for a potential that never
-    reaches it). Shape `(S, S)`."""
+    `max_pair_energy` (to 0.2 % on a geometric grid; `0` for a potential that never reaches
+    it). Shape `(S, S)`."""
     s = energy.num_species
     rc = float(energy.max_cutoff())
+    r = np.geomspace(1e-4 * rc, rc, 4096)
     a, b = np.meshgrid(np.arange(s), np.arange(s), indexing="ij")
-    a = jnp.asarray(a.reshape(-1), dtype=jnp.int32)
-    b = jnp.asarray(b.reshape(-1), dtype=jnp.int32)
-    dtype = jnp.result_type(float)
+    w = np.asarray(
+        _pair_table(
+            energy,
+            jnp.asarray(r, dtype=jnp.result_type(float)),
+            jnp.asarray(a.reshape(-1), dtype=jnp.int32),
+            jnp.asarray(b.reshape(-1), dtype=jnp.int32),
+        )
+    )  # (S*S, grid)
+    above = w > max_pair_energy
+    # the core: the leading run of grid points above the threshold
+    core = np.cumprod(above, axis=1).sum(axis=1)
+    dist = np.where(core > 0, r[np.minimum(core, r.size - 1)], 0.0)
+    return dist.reshape(s, s)
 
-    def w(r):
-        return np.asarray(energy.pair_energy(jnp.asarray(r, dtype=dtype), a, b))
 
-    lo = np.full(a.shape, 1e-6 * rc)
-    hi = np.full(a.shape, rc)
-    above = w(lo) > max_pair_energy
-    for _ in range(60):
-        mid = 0.5 * (lo + hi)
-        up = w(mid) > max_pair_energy
-        lo = np.where(up, mid, lo)
-        hi = np.where(up, hi, mid)
-    return np.where(above, hi, 0.0).reshape(s, s)
+@eqx.filter_jit
+def _pair_table(energy: AbstractPairEnergy, r, a, b):
+    return energy.pair_energy(r[None, :], a[:, None], b[:, None])
 
 
 def random_configurations(
@@ -74,9 +78,12 @@ def random_configurations(
     rng = np.random.default_rng(seed)
     out = np.empty((num_configurations, n, box.shape[0]))
     threshold = float(max_pair_energy)
+    contacts: dict[float, np.ndarray] = {}
     for c in range(num_configurations):
         for _ in range(12):
-            config = _insert(rng, species, box, contact_distances(energy, threshold), max_attempts)
+            if threshold not in contacts:
+                contacts[threshold] = contact_distances(energy, threshold)
+            config = _insert(rng, species, box, contacts[threshold], max_attempts)
             if config is not None:
                 out[c] = config
                 break

@@ -162,9 +162,14 @@ def chain_sweep(
     n, d = state.positions.shape
     dtype = state.positions.dtype
     num_types = 1 + swap_pairs.shape[0]
-    key, k_u, k_z = jax.random.split(state.key, 3)
-    uniforms = jax.random.uniform(k_u, (n, NUM_UNIFORMS), dtype=dtype)
-    noise = jax.random.normal(k_z, (n, d), dtype=dtype)
+    # One draw per sweep (fewer PRNG calls compile much faster): uniforms for the move
+    # decisions and, by the inverse normal CDF, the Gaussian displacements.
+    key, k_u = jax.random.split(state.key)
+    draws = jax.random.uniform(k_u, (n, NUM_UNIFORMS + d), dtype=dtype)
+    uniforms = draws[:, :NUM_UNIFORMS]
+    tiny = jnp.finfo(dtype).eps
+    centred = jnp.clip(2.0 * draws[:, NUM_UNIFORMS:] - 1.0, -1.0 + tiny, 1.0 - tiny)
+    noise = jnp.sqrt(jnp.asarray(2.0, dtype)) * jax.lax.erf_inv(centred)
 
     def body(carry, inputs):
         st, acc, att = carry

@@ -116,7 +116,6 @@ def _draw(
     return _Draws(gs, hs, ks, v, y)
 
 
-@eqx.filter_jit
 def _law_errors(
     action: AbstractGroupAction,
     manifold: AbstractManifold | None,
