@@ -4,7 +4,7 @@ import sys
 import tomllib
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 
@@ -138,75 +138,120 @@ def _emit_warning(message: warnings.WarningMessage) -> None:
 def register(app: typer.Typer) -> None:
     @app.command("generate")
     def generate(
-        system: str | None = typer.Option(
-            None, "--system", help="Preset system (e.g. ka3-n44, ipl-n44); see --list-systems."
-        ),
-        model: str | None = typer.Option(
-            None, "--model", help="Custom system: model name (ipl, ka3, ka2, lj)."
-        ),
-        num_particles: int | None = typer.Option(
-            None, "--num-particles", help="Custom system: number of particles N."
-        ),
-        composition: str | None = typer.Option(
-            None, "--composition", help="Custom system: counts 20:12:12 or A=20,B=12,C=12."
-        ),
-        density: float | None = typer.Option(None, "--density", help="Custom system: N / V."),
-        box: float | None = typer.Option(None, "--box", help="Custom system: box side."),
-        dim: int | None = typer.Option(None, "--dim", help="Custom system: dimension (2)."),
-        images: str | None = typer.Option(
-            None, "--images", help="Periodic images: 'minimum' (default) or 'all'."
-        ),
-        temperature: float | None = typer.Option(
-            None, "--temperature", "-T", help="Temperature (default: the system's)."
-        ),
-        chains: int | None = typer.Option(None, "--chains", help="Independent chains (100)."),
-        samples_per_chain: int | None = typer.Option(
-            None,
-            "--samples-per-chain",
-            help="Samples kept from EACH chain (100); total = chains x samples-per-chain.",
-        ),
-        sweeps_between: int | None = typer.Option(
-            None, "--sweeps-between", help="Sweeps between samples of a chain (100)."
-        ),
-        equilibration: int | None = typer.Option(
-            None, "--equilibration", help="Equilibration sweeps before the first sample (1000)."
-        ),
-        anneal_from: float | None = typer.Option(
-            None, "--anneal-from", help="Anneal from this temperature during equilibration."
-        ),
-        anneal_schedule: str | None = typer.Option(
-            None, "--anneal-schedule", help="'geometric' (default) or 'linear'."
-        ),
-        p_swap: float | None = typer.Option(
-            None, "--p-swap", help="Swap-move probability (0.2 if the system has swap pairs)."
-        ),
-        target_acceptance: str | None = typer.Option(
-            None, "--target-acceptance", help="Displacement acceptance band (0.3:0.5) or value."
-        ),
-        step_size: float | None = typer.Option(
-            None, "--step-size", help="Initial displacement width (default: the system's)."
-        ),
-        samples_per_block: int | None = typer.Option(
-            None, "--samples-per-block", help="Samples per chain between checkpoints (10)."
-        ),
-        seed: int | None = typer.Option(None, "--seed", help="Random seed (0)."),
-        out: Path | None = typer.Option(None, "--out", "-o", help="Output dataset (.npz)."),
-        extxyz: Path | None = typer.Option(
-            None, "--extxyz", help="Also write extended XYZ (ASE-readable) here."
-        ),
-        resume: bool | None = typer.Option(
-            None, "--resume/--no-resume", help="Continue an interrupted run from its checkpoint."
-        ),
-        force: bool | None = typer.Option(
-            None, "--force/--no-force", help="Overwrite an existing output / discard a checkpoint."
-        ),
-        progress: bool | None = typer.Option(None, "--progress/--no-progress", help="Progress bar."),
-        config: Path | None = typer.Option(
-            None, "--config", "-c", help="TOML file; keys are option names; flags override it."
-        ),
-        list_systems: bool = typer.Option(
-            False, "--list-systems", help="List the preset systems and exit."
-        ),
+        system: Annotated[
+            str | None,
+            typer.Option(
+                "--system", help="Preset system (e.g. ka3-n44, ipl-n44); see --list-systems."
+            ),
+        ] = None,
+        model: Annotated[
+            str | None,
+            typer.Option("--model", help="Custom system: model name (ipl, ka3, ka2, lj)."),
+        ] = None,
+        num_particles: Annotated[
+            int | None,
+            typer.Option("--num-particles", help="Custom system: number of particles N."),
+        ] = None,
+        composition: Annotated[
+            str | None,
+            typer.Option("--composition", help="Custom system: counts 20:12:12 or A=20,B=12,C=12."),
+        ] = None,
+        density: Annotated[
+            float | None, typer.Option("--density", help="Custom system: N / V.")
+        ] = None,
+        box: Annotated[float | None, typer.Option("--box", help="Custom system: box side.")] = None,
+        dim: Annotated[
+            int | None, typer.Option("--dim", help="Custom system: dimension (2).")
+        ] = None,
+        images: Annotated[
+            str | None,
+            typer.Option("--images", help="Periodic images: 'minimum' (default) or 'all'."),
+        ] = None,
+        temperature: Annotated[
+            float | None,
+            typer.Option("--temperature", "-T", help="Temperature (default: the system's)."),
+        ] = None,
+        chains: Annotated[
+            int | None, typer.Option("--chains", help="Independent chains (100).")
+        ] = None,
+        samples_per_chain: Annotated[
+            int | None,
+            typer.Option(
+                "--samples-per-chain",
+                help="Samples kept from EACH chain (100); total = chains x samples-per-chain.",
+            ),
+        ] = None,
+        sweeps_between: Annotated[
+            int | None,
+            typer.Option("--sweeps-between", help="Sweeps between samples of a chain (100)."),
+        ] = None,
+        equilibration: Annotated[
+            int | None,
+            typer.Option(
+                "--equilibration", help="Equilibration sweeps before the first sample (1000)."
+            ),
+        ] = None,
+        anneal_from: Annotated[
+            float | None,
+            typer.Option(
+                "--anneal-from", help="Anneal from this temperature during equilibration."
+            ),
+        ] = None,
+        anneal_schedule: Annotated[
+            str | None, typer.Option("--anneal-schedule", help="'geometric' (default) or 'linear'.")
+        ] = None,
+        p_swap: Annotated[
+            float | None,
+            typer.Option(
+                "--p-swap", help="Swap-move probability (0.2 if the system has swap pairs)."
+            ),
+        ] = None,
+        target_acceptance: Annotated[
+            str | None,
+            typer.Option(
+                "--target-acceptance", help="Displacement acceptance band (0.3:0.5) or value."
+            ),
+        ] = None,
+        step_size: Annotated[
+            float | None,
+            typer.Option("--step-size", help="Initial displacement width (default: the system's)."),
+        ] = None,
+        samples_per_block: Annotated[
+            int | None,
+            typer.Option("--samples-per-block", help="Samples per chain between checkpoints (10)."),
+        ] = None,
+        seed: Annotated[int | None, typer.Option("--seed", help="Random seed (0).")] = None,
+        out: Annotated[
+            Path | None, typer.Option("--out", "-o", help="Output dataset (.npz).")
+        ] = None,
+        extxyz: Annotated[
+            Path | None,
+            typer.Option("--extxyz", help="Also write extended XYZ (ASE-readable) here."),
+        ] = None,
+        resume: Annotated[
+            bool | None,
+            typer.Option(
+                "--resume/--no-resume", help="Continue an interrupted run from its checkpoint."
+            ),
+        ] = None,
+        force: Annotated[
+            bool | None,
+            typer.Option(
+                "--force/--no-force", help="Overwrite an existing output / discard a checkpoint."
+            ),
+        ] = None,
+        progress: Annotated[
+            bool | None, typer.Option("--progress/--no-progress", help="Progress bar.")
+        ] = None,
+        config: Annotated[
+            Path | None,
+            typer.Option(
+                "--config", "-c", help="TOML file; keys are option names; flags override it."
+            ),
+        ] = None,
+        list_systems: Annotated[
+            bool, typer.Option("--list-systems", help="List the preset systems and exit.")
+        ] = False,
     ) -> None:
         """Generate equilibrium configurations by Monte Carlo (displacements + swaps) and write
         them as a dataset (.npz, optionally extended XYZ) with a manifest."""
@@ -284,9 +329,7 @@ def register(app: typer.Typer) -> None:
         )
         energy = diag["energy_per_particle"]
         tau = diag["autocorrelation"]["tau_sweeps"]
-        rates = ", ".join(
-            f"{k} {v:.3f}" for k, v in result.acceptance.items() if v is not None
-        )
+        rates = ", ".join(f"{k} {v:.3f}" for k, v in result.acceptance.items() if v is not None)
         typer.echo(
             f"wrote {out_path} ({result.dataset.num_samples} samples = {result.config.num_chains} "
             f"chains x {result.config.samples_per_chain}); u = U/N = {energy['mean']:.5f} +- "

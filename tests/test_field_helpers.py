@@ -3,10 +3,6 @@
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-import numpy as np
-
-from manifold_flows import FlatTorus, TorusEGNN
-from manifold_flows.testing import tolerance
 
 
 def lively(field, key, scale: float = 0.2):
@@ -44,7 +40,10 @@ def reference_egnn(field, t, x, species, *, periodic: bool, lengths=None):
         )
 
     node_in = jnp.concatenate(
-        [jnp.full((n, 1), t, dtype=x.dtype), jax.nn.one_hot(species, core.num_species, dtype=x.dtype)],
+        [
+            jnp.full((n, 1), t, dtype=x.dtype),
+            jax.nn.one_hot(species, core.num_species, dtype=x.dtype),
+        ],
         axis=-1,
     )
     h = jax.vmap(core.embedding)(node_in)
@@ -78,24 +77,3 @@ def reference_egnn(field, t, x, species, *, periodic: bool, lengths=None):
     if periodic:
         return total - L[None] * jnp.round(total / L[None])
     return total - jnp.mean(total, axis=0, keepdims=True)
-
-
-def check_equivariant(fn, action, x, g, *, output: str = "tangent"):
-    """Assert `fn(act(g, x)) == act_tangent(g, x, fn(x))` (or `== fn(x)` for an invariant
-    output) to the float tolerance of `x`. `fn` maps one configuration to one output."""
-    rtol, atol = tolerance(x.dtype)
-    gx = action.act(g, x)
-    lhs = fn(gx)
-    base = fn(x)
-    rhs = base if output == "invariant" else action.act_tangent(g, x, base)
-    np.testing.assert_allclose(np.asarray(lhs), np.asarray(rhs), rtol=rtol, atol=atol)
-
-
-def test_lively_field_is_not_trivial(key):
-    # Guards every equivariance test in the test_field_* files: the field they check must move
-    # particles by O(0.1) or more, or a check against the zero field would pass vacuously.
-    torus = FlatTorus(3.0, dim=2)
-    field = lively(TorusEGNN(torus, 2, width=8, depth=2, key=key), jax.random.fold_in(key, 1))
-    x = 3.0 * jax.random.uniform(jax.random.fold_in(key, 2), (5, 2))
-    v = field(0.5, x, jnp.array([0, 1, 0, 1, 1]))
-    assert float(jnp.max(jnp.abs(v))) > 0.05

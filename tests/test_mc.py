@@ -102,32 +102,39 @@ def _proposals(energy, x, s, uniforms, noise, step, p_swap, pairs):
         p = propose_move(energy, x, s, u, z, step, p_swap, pairs)
         return p, energy(p.positions, p.species)
 
-    return jax.vmap(one)(uniforms, noise)
+    proposals, u_new = jax.vmap(one)(uniforms, noise)
+    return proposals, u_new, energy(x, s)
 
 
 @pytest.mark.parametrize("images", ["minimum", "all"])
-@settings(max_examples=3)
+@settings(max_examples=2)
 @given(seed=st.integers(0, 2**31 - 1))
 def test_incremental_energy_change_equals_full_recomputation(images, seed):
     system = small_system(images)
     energy = system.energy
-    key = jax.random.key(seed)
-    k0, k1, k2 = jax.random.split(key, 3)
-    x = jnp.asarray(random_configurations(energy, system.species, 1, key=k0)[0])
-    s = jax.random.permutation(k1, jnp.asarray(system.species))  # non-canonical order
+    rng = np.random.default_rng(seed)
+    x = random_configurations(energy, system.species, 1, key=jax.random.key(seed))[0]
+    s = rng.permutation(system.species)  # non-canonical order, as after swaps
     moves = 256
-    uniforms = jax.random.uniform(k2, (moves, 6), dtype=x.dtype)
-    noise = jax.random.normal(k2, (moves, 2), dtype=x.dtype)
+    uniforms = rng.uniform(size=(moves, 6))
+    noise = rng.normal(size=(moves, 2))
+    x, s = jnp.asarray(x), jnp.asarray(s, dtype=jnp.int32)
     pairs = jnp.asarray(system.swap_pairs, dtype=jnp.int32)
-    prop, u_new = _proposals(
-        energy, x, s, uniforms, noise, jnp.asarray(0.4), jnp.asarray(0.5), pairs
+    prop, u_new, u_old = _proposals(
+        energy,
+        x,
+        s,
+        jnp.asarray(uniforms),
+        jnp.asarray(noise),
+        jnp.asarray(0.4),
+        jnp.asarray(0.5),
+        pairs,
     )
-    u_old = energy(x, s)
-    rtol, atol = tolerance(x.dtype)
-    scale = 1.0 + np.abs(np.asarray(u_new))
-    np.testing.assert_allclose(
-        np.asarray(prop.delta_energy), np.asarray(u_new - u_old), atol=1e3 * atol * scale.max()
-    )
+    _, atol = tolerance(x.dtype)
+    delta, full = np.asarray(prop.delta_energy), np.asarray(u_new - u_old)
+    # round-off scales with the energies involved (a move into a near-overlap reaches 1e9)
+    bound = 1e3 * atol * (1.0 + np.abs(np.asarray(u_new)) + abs(float(u_old)))
+    assert np.all(np.abs(delta - full) <= bound), np.max(np.abs(delta - full) / bound)
     kinds = np.asarray(prop.move_type)
     assert set(kinds.tolist()) == {0, 1, 2}  # displacements and both swap pairs occurred
     # a swap keeps positions and composition and exchanges exactly two labels of the pair
@@ -231,8 +238,8 @@ def test_swap_moves_sample_the_exact_label_distribution():
             p_swap=1.0,
             num_chains=128,
             samples_per_chain=40,
-            sweeps_between=4,
-            equilibration_sweeps=20,
+            sweeps_between=8,
+            equilibration_sweeps=16,
             samples_per_block=40,
             progress=False,
         )
@@ -246,7 +253,9 @@ def test_swap_moves_sample_the_exact_label_distribution():
             counts[index[tuple(row)]] += 1
         return counts
 
-    counts = frequencies(Metropolis())
+    # the parametrized rule with sign = power = 1 is Metropolis exactly (tested above); one
+    # class for both runs means one compilation
+    counts = frequencies(RULES["metropolis"])
     chi2 = scipy.stats.chisquare(counts, counts.sum() * p)
     assert chi2.pvalue > 1e-3, (chi2, counts / counts.sum(), p)
     bad = frequencies(rule(-1.0, 1.0))
@@ -255,13 +264,12 @@ def test_swap_moves_sample_the_exact_label_distribution():
 
 def _sample_labels(result, x0) -> np.ndarray:
     """Labels of each sample in the particle order of `x0` (the dataset stores canonical
-    order: recover which position each row came from)."""
+    order: match each stored position to the frozen position it came from)."""
     ds = result.dataset
+    d2 = np.sum((ds.positions[:, :, None, :] - x0[None, None]) ** 2, axis=-1)  # (r, row, j)
+    source = np.argmin(d2, axis=2)  # (r, row) -> index in x0
     out = np.empty((ds.num_samples, x0.shape[0]), dtype=int)
-    for k in range(ds.num_samples):
-        for row, pos in enumerate(ds.positions[k]):
-            j = int(np.argmin(np.sum((x0 - pos) ** 2, axis=1)))
-            out[k, j] = ds.species[row]
+    np.put_along_axis(out, source, np.broadcast_to(ds.species, source.shape), axis=1)
     return out
 
 

@@ -3,7 +3,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Float, Int
+from jaxtyping import Array, ArrayLike, Float, Int
 from scipy.optimize import linear_sum_assignment
 
 from .._group import AbstractFiniteGroupAction
@@ -11,14 +11,17 @@ from .._manifold import AbstractManifold, FlatTorus, ParticleSpace
 from .base import AbstractCoupling
 
 
-def _assign_host(cost: np.ndarray, species: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _assign_host(cost: ArrayLike, species: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     """Host side of the assignment, for a whole batch at once.
 
     `cost` is `(*batch, k, n, n)` (one matrix per candidate transform of `x1`), `species` is
     `(*batch, n)` or broadcastable to it. Returns `perm (*batch, n)` with `x0[i]` paired to
     `x1_g[perm[i]]`, and the chosen candidate `g (*batch,)`, minimising the total cost.
     """
-    cost = np.asarray(cost)
+    # NaN/inf costs (from non-finite inputs) would make the solver raise inside the compiled
+    # step; treat them as prohibitively expensive instead (the loss is then non-finite anyway
+    # and the training step reports it).
+    cost = np.nan_to_num(np.asarray(cost, dtype=np.float64), nan=1e30, posinf=1e30, neginf=1e30)
     batch_shape = cost.shape[:-3]
     k, n = cost.shape[-3], cost.shape[-1]
     flat = cost.reshape(-1, k, n, n)
@@ -41,10 +44,8 @@ def _assign_host(cost: np.ndarray, species: np.ndarray) -> tuple[np.ndarray, np.
                 rows, cols = linear_sum_assignment(sub)
                 perm[idx[rows]] = idx[cols]
                 total += float(sub[rows, cols].sum())
-            if total < best_cost:
+            if best_perm is None or total < best_cost:
                 best_cost, best_perm, best_g = total, perm, g
-        if best_perm is None:  # every candidate had a non-finite cost: keep the identity
-            best_perm = np.arange(n, dtype=np.int32)
         perms[b], chosen[b] = best_perm, best_g
     return perms.reshape(*batch_shape, n), chosen.reshape(batch_shape)
 

@@ -86,7 +86,7 @@ class AngleMLP(AbstractVectorField):
         species = check_species(args, self.num_particles, self.num_species)
         dtype = x.dtype
         mlp = cast_floating(self.mlp, dtype)
-        angle = (2 * jnp.pi) * x / self.torus.box(dtype)
+        angle = (2 * jnp.pi) * x / self.torus.box(dtype)[None]
         features = jnp.concatenate(
             [
                 jnp.sin(angle).reshape(-1),

@@ -83,7 +83,7 @@ def build_dataset(
             temperature=temperature,
             system=system,
             extra=extra or {},
-            metadata={"source": str(path), **(metadata or {})},
+            metadata=metadata or {},
         )
     except ValueError as exc:
         raise ValueError(f"{path}: {exc}") from exc

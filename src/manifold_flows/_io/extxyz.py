@@ -200,6 +200,7 @@ def _to_dataset(path: Path, frames) -> Dataset:
     system = header.get("system", lowers[0].get("system", ""))
     metadata = dict(header.get("metadata", {}))
     if not header:
+        metadata["source"] = str(path)
         metadata["format"] = "extxyz"
         metadata["header"] = {
             k: v for k, v in frames[0][0].items() if k.lower() not in ("lattice", "properties")

@@ -76,7 +76,11 @@ def read_lammps_dump(path: str | os.PathLike, *, dim: int | None = None) -> Data
         frame_names=np.asarray([s[2] for s in snaps]),
         box=np.asarray(box)[:d],
         extra={"step": np.asarray([s[0] for s in snaps], dtype=np.float64)},
-        metadata={"format": "lammps dump", "box_bounds": np.asarray(snaps[0][4]).tolist()},
+        metadata={
+            "source": str(path),
+            "format": "lammps dump",
+            "box_bounds": np.asarray(snaps[0][4]).tolist(),
+        },
     )
 
 

@@ -145,7 +145,7 @@ def _to_dataset(path: Path, frames) -> Dataset:
         temperature = float(same_for_all_frames(path, list(temps), "temperature T"))
     steps = per_frame("step")
     model = headers[0].get("model", "")
-    metadata = {"format": "xyz (atooms)", "header": headers[0]}
+    metadata = {"source": str(path), "format": "xyz (atooms)", "header": headers[0]}
     if model:
         metadata["model"] = model
     if "rho" in headers[0]:

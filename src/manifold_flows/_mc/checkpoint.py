@@ -106,8 +106,18 @@ class CheckpointStore:
             shutil.rmtree(self.directory)
 
 
+def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for k, v in value.items():
+            out.update(_flatten(v, f"{prefix}{k}."))
+        return out
+    return {prefix[:-1]: value}
+
+
 def fingerprint_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
-    """Keys whose values differ between two fingerprints (compared as JSON)."""
-    canon = lambda v: json.dumps(v, sort_keys=True)
-    keys = sorted(set(saved) | set(current))
-    return [k for k in keys if canon(saved.get(k)) != canon(current.get(k))]
+    """Dotted keys (e.g. `config.temperature`) whose values differ between two fingerprints
+    (compared as JSON)."""
+    canon = lambda v: json.dumps(v, sort_keys=True)  # noqa: E731
+    a, b = _flatten(saved), _flatten(current)
+    return [k for k in sorted(set(a) | set(b)) if canon(a.get(k)) != canon(b.get(k))]

@@ -87,7 +87,7 @@ class MCResult:
     energy_trace: np.ndarray
     equilibration_energies: np.ndarray
     step_sizes: np.ndarray
-    acceptance: dict[str, float]
+    acceptance: dict[str, float | None]
     diagnostics: dict[str, Any]
     final_state: SamplerState
 
@@ -505,7 +505,7 @@ def run_monte_carlo(
                     temp_now = T
                 bar.update(
                     done,
-                    phase=phase[:5] + ".",
+                    phase=phase,
                     temperature=temp_now,
                     energy_per_particle=float(np.mean(energies_now)) / N,
                     acceptance=shown,

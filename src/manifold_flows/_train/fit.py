@@ -34,8 +34,17 @@ from .run import (
     read_run_info,
     write_json,
 )
-from .state import TrainState, init_train_state, learning_rate_schedule, make_optimizer
+from .state import (
+    TrainState,
+    cast_floating,
+    init_train_state,
+    learning_rate_schedule,
+    make_optimizer,
+)
 from .step import sample_pairs, train_step
+
+
+_sample_pairs_jit = eqx.filter_jit(sample_pairs)
 
 
 class TrainingDiverged(FloatingPointError):
@@ -273,6 +282,7 @@ def fit(
         raise TypeError(
             f"`field` must be a vector field (an eqx.Module) or a ModelConfig; got {field!r}."
         )
+    field = cast_floating(field, dtype)
     _check_field(field, n, d, species, dtype)
 
     info = {
@@ -325,7 +335,7 @@ def fit(
     val_pairs = None
     if val_idx.size:
         val_x = jnp.asarray(dataset.positions[val_idx], dtype=dtype)
-        val_pairs = eqx.filter_jit(sample_pairs)(val_key, val_x, species, **strategies)
+        val_pairs = _sample_pairs_jit(val_key, val_x, species, **strategies)
 
     def validate(params) -> float | None:
         if val_pairs is None:

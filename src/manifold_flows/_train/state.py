@@ -1,5 +1,6 @@
 """The training state (a pytree that the training functions return) and the optimiser."""
 
+import functools
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -55,19 +56,35 @@ def cast_floating(tree: PyTree, dtype) -> PyTree:
 
 def learning_rate_schedule(config: TrainConfig, total_steps: int) -> optax.Schedule:
     """The learning rate as a function of the step: constant, or cosine decay to 0."""
-    if config.schedule == "cosine":
-        return optax.cosine_decay_schedule(config.lr, decay_steps=max(1, int(total_steps)))
-    return optax.constant_schedule(config.lr)
+    return _schedule(config.lr, config.schedule, _decay_steps(config, total_steps))
 
 
 def make_optimizer(config: TrainConfig, total_steps: int) -> optax.GradientTransformation:
     """Adam with gradient clipping by global norm (`config.clip`, `0` = off) and the learning
-    rate schedule of `config` (always a schedule, so the optimiser state has one structure)."""
-    schedule = learning_rate_schedule(config, total_steps)
+    rate schedule of `config` (always a schedule, so the optimiser state has one structure).
+
+    Runs with the same optimiser settings get the same (cached) object, so the jitted training
+    step is not compiled again when `fit` is called again."""
+    return _optimizer(config.lr, config.clip, config.schedule, _decay_steps(config, total_steps))
+
+
+def _decay_steps(config: TrainConfig, total_steps: int) -> int:
+    return max(1, int(total_steps)) if config.schedule == "cosine" else 0
+
+
+@functools.lru_cache(maxsize=32)
+def _schedule(lr: float, kind: str, decay_steps: int) -> optax.Schedule:
+    if kind == "cosine":
+        return optax.cosine_decay_schedule(lr, decay_steps=decay_steps)
+    return optax.constant_schedule(lr)
+
+
+@functools.lru_cache(maxsize=32)
+def _optimizer(lr: float, clip: float, kind: str, decay_steps: int):
     parts = []
-    if config.clip > 0:
-        parts.append(optax.clip_by_global_norm(config.clip))
-    parts.append(optax.adam(learning_rate=schedule))
+    if clip > 0:
+        parts.append(optax.clip_by_global_norm(clip))
+    parts.append(optax.adam(learning_rate=_schedule(lr, kind, decay_steps)))
     return optax.chain(*parts)
 
 

@@ -17,7 +17,6 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from hypothesis import strategies as st
 from jaxtyping import Array, PRNGKeyArray, Shaped
 
 from .._group import (
@@ -33,7 +32,8 @@ from .._group import (
     TorusTranslation,
     full_symmetry_group,
 )
-from .._manifold import AbstractManifold, FlatTorus, ParticleSpace
+from .._manifold import AbstractManifold, Euclidean, FlatTorus, ParticleSpace
+from ._law_result import LawResult, law_result as _result
 from ._tolerances import tolerance
 
 __all__ = [
@@ -49,26 +49,6 @@ __all__ = [
 _MAX_CHECKED_ORDER = 100_000
 #: Finite groups up to this order have closure checked on every pair of elements.
 _ALL_PAIRS_ORDER = 64
-
-
-class LawResult(NamedTuple):
-    """The outcome of one law check.
-
-    - `name`: the law.
-    - `passed`: whether `error <= tolerance` (a non-finite error fails).
-    - `error`: the largest deviation found (in the units of the compared quantity).
-    - `tolerance`: the bound the error was compared with.
-    """
-
-    name: str
-    passed: bool
-    error: float
-    tolerance: float
-
-
-def _result(name: str, error, tol: float) -> LawResult:
-    error = float(error)
-    return LawResult(name, bool(math.isfinite(error) and error <= tol), error, float(tol))
 
 
 def _max_abs(a: Array) -> Array:
@@ -116,6 +96,7 @@ def _draw(
     return _Draws(gs, hs, ks, v, y)
 
 
+@eqx.filter_jit
 def _law_errors(
     action: AbstractGroupAction,
     manifold: AbstractManifold | None,
@@ -334,13 +315,16 @@ def assert_group_laws(
     return results
 
 
-def group_elements(action: AbstractGroupAction) -> st.SearchStrategy:
+def group_elements(action: AbstractGroupAction):
     """Hypothesis strategy for elements of `action`'s group.
 
     Finite groups of order <= 1e5 draw an index into `elements()` (so small groups are
     covered exhaustively, identity included); other groups draw a seed and call
-    `random_element(jax.random.key(seed))`. Elements are pytrees of JAX arrays.
+    `random_element(jax.random.key(seed))`. Elements are pytrees of JAX arrays. Needs
+    `hypothesis` (a test dependency).
     """
+    from hypothesis import strategies as st
+
     if isinstance(action, AbstractFiniteGroupAction) and action.order <= _MAX_CHECKED_ORDER:
         elements = action.elements()
         return st.integers(0, action.order - 1).map(
@@ -368,11 +352,13 @@ def _torus_case(action: AbstractGroupAction, torus: FlatTorus, n: int) -> GroupA
 
 
 def _euclidean_case(action: AbstractGroupAction, dim: int, n: int) -> GroupActionCase:
+    space = ParticleSpace(Euclidean(dim), n)
+
     def make_point(key, dtype=None):
         dtype = jnp.result_type(float) if dtype is None else dtype
         return jax.random.normal(key, (n, dim), dtype=dtype)
 
-    return GroupActionCase(action, None, make_point)
+    return GroupActionCase(action, space, make_point)
 
 
 def group_action_registry() -> dict[str, GroupActionCase]:

@@ -21,6 +21,7 @@ from jaxtyping import Array, Float, PRNGKeyArray
 
 from .._manifold import AbstractManifold, FlatTorus, ParticleSpace, Sphere
 from ._law_result import LawResult, format_law, law_result
+from ._sampling import default_max_norm, tangent_from_direction
 from ._tolerances import tolerance
 
 __all__ = ["MANIFOLD_LAWS", "assert_manifold_laws", "check_manifold_laws"]
@@ -85,18 +86,6 @@ def _sample_points(
         return jax.vmap(lambda k: manifold.random_uniform(k, dtype=dtype))(keys)
     gauss = 2.0 * jax.random.normal(key, (num, *manifold.point_shape), dtype)
     return jax.vmap(manifold.project)(gauss)
-
-
-def _tangent_vector(
-    manifold: AbstractManifold, x: Array, direction: Array, u: Array, max_norm: float
-) -> Array:
-    """The tangent vector at `x` along the projection of the ambient `direction`, of norm
-    `max_norm * u^4` for `u` in [0, 1) (so that tiny vectors, down to ~1e-4 of `max_norm`,
-    are drawn too)."""
-    v = manifold.project_tangent(x, direction)
-    norm = manifold.norm(x, v)
-    length = max_norm * u**4
-    return jnp.where(norm > 0, v * (length / jnp.where(norm > 0, norm, 1.0)), jnp.zeros_like(v))
 
 
 def _brute_force_log(torus: FlatTorus, x: Float[Array, " d"], y: Float[Array, " d"]) -> Array:
@@ -242,9 +231,8 @@ def _law_errors(
         samples = drawn[3 * n :]
     else:
         x, y, z = parts(vm(M.project)(2.0 * gauss[:3].reshape(3 * n, *gauss.shape[2:])), 3)
-    radius = M.injectivity_radius
-    max_norm = 3.0 if math.isinf(radius) else 0.9 * radius
-    tangent = vm(lambda xi, di, ui: _tangent_vector(M, xi, di, ui, max_norm))
+    max_norm = default_max_norm(M)
+    tangent = vm(lambda xi, di, ui: tangent_from_direction(M, xi, di, ui, max_norm))
     v, w = parts(tangent(cat(x, x), cat(gauss[3], gauss[4]), cat(unif[0], unif[1])), 2)
     ambient = x + 3.0 * jnp.maximum(1.0, _max_abs(x)) * gauss[5]
     torus = _torus_factor(M)

@@ -1,0 +1,477 @@
+"""`sample_to_file`: draw samples of a trained run with exact log q, in resumable chunks.
+
+Layout while sampling to `samples.npz`:
+
+- `samples.npz.parts/state.json`: the settings of the sampling run (a resumed run must match);
+- `samples.npz.parts/chunk_00000.npz`, ...: one file per finished chunk (positions, log q,
+  energy, solver statistics), each written atomically;
+- when every chunk is done: `samples.npz` (binary `Dataset`), `samples.extxyz` and
+  `samples.manifest.json`, each written atomically, then the `.parts` folder is removed.
+
+Sample `r` is drawn with the key `fold_in(key(seed), r)`, so it does not depend on how the
+run was cut into chunks or interrupted: a resumed run gives the samples of an uninterrupted one.
+"""
+
+import io
+import json
+import math
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .._energy import ParticleSystem
+from .._io import Dataset, atomic_write_bytes, atomic_write_text, sha256_file, write_extxyz
+from .._io.manifest import write_manifest
+from .._train import TrainedRun, load_run
+from .flow import DTYPES, describe_density, flow_for_run, is_euclidean
+from .progress import SampleProgress
+from .system import check_system, resolve_system
+
+STATE = "state.json"
+#: Settings that may change when resuming: they change no finished sample (a larger step
+#: budget lets a failed solve finish; the number of samples extends or shortens the stream).
+_RESUME_FREE = {"max_steps"}
+PARTS_SUFFIX = ".parts"
+ENERGY_CONVENTION = "total potential energy U (sum over pairs i<j); u = U/N"
+
+
+class SamplingError(RuntimeError):
+    """The ODE solve of a chunk failed (step budget exhausted, non-finite field). Every chunk
+    finished before it is kept; `chunk` is the index of the failed one."""
+
+    def __init__(self, message: str, *, chunk: int):
+        super().__init__(message)
+        self.chunk = chunk
+
+
+# ---------------------------------------------------------------------------- paths
+def sample_paths(out: str | os.PathLike) -> dict[str, Path]:
+    """The files `sample_to_file(out=...)` writes: `npz`, `extxyz`, `manifest`, `parts`."""
+    out = Path(out)
+    if out.suffix.lower() != ".npz":
+        raise ValueError(
+            f"out={str(out)!r} must name the binary output, a .npz file (the extended XYZ copy "
+            f"is written next to it as {out.with_suffix('.extxyz').name}); e.g. samples.npz."
+        )
+    return {
+        "npz": out,
+        "extxyz": out.with_suffix(".extxyz"),
+        "manifest": out.with_name(f"{out.stem}.manifest.json"),
+        "parts": out.with_name(out.name + PARTS_SUFFIX),
+    }
+
+
+def _chunk_path(parts: Path, index: int) -> Path:
+    return parts / f"chunk_{index:05d}.npz"
+
+
+def _check_int(name: str, value: Any, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}; got {value!r}.")
+    return int(value)
+
+
+# ---------------------------------------------------------------------------- compute
+@eqx.filter_jit
+def _draw(flow, root, indices, species):
+    """Samples `indices` of the stream `fold_in(root, r)`: end points, log q and statistics."""
+    keys = jax.vmap(lambda i: jax.random.fold_in(root, i))(indices)
+    solution = jax.vmap(lambda k: flow.sample_solution(k, species))(keys)
+    stats = solution.stats
+    return solution.x1, solution.log_q, stats.num_fn_evals, stats.num_steps, stats.num_rejected_steps
+
+
+@eqx.filter_jit
+def _energies(energy, x, species):
+    return jax.vmap(lambda xi: energy(xi, species))(x)
+
+
+def system_energies(
+    system: ParticleSystem, positions: np.ndarray, species: np.ndarray, *, block: int = 256
+) -> np.ndarray:
+    """Total energy U of each configuration `(R, n, d)` with the system's energy (its image
+    convention), in JAX's default float, in padded blocks (one compilation)."""
+    positions = np.asarray(positions)
+    num = positions.shape[0]
+    dtype = jnp.result_type(float)
+    spec = jnp.asarray(np.asarray(species, dtype=np.int32))
+    block = max(1, min(block, num))
+    out = np.empty(num)
+    for start in range(0, num, block):
+        stop = min(start + block, num)
+        chunk = np.zeros((block, *positions.shape[1:]))
+        chunk[: stop - start] = positions[start:stop]
+        chunk[stop - start :] = positions[start]  # padding: a valid configuration
+        values = _energies(system.energy, jnp.asarray(chunk, dtype=dtype), spec)
+        out[start:stop] = np.asarray(values, dtype=np.float64)[: stop - start]
+    return out
+
+
+# ---------------------------------------------------------------------------- chunk files
+def _write_chunk(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def _read_chunk(path: Path) -> dict[str, np.ndarray] | None:
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except (OSError, ValueError, EOFError):
+        return None  # damaged (cannot happen with atomic writes, but never trust it): redo
+
+
+def _chunk_ranges(num_samples: int, chunk_size: int) -> list[tuple[int, int]]:
+    return [
+        (start, min(start + chunk_size, num_samples))
+        for start in range(0, num_samples, chunk_size)
+    ]
+
+
+def _prepare_parts(paths, settings, *, resume: bool, force: bool) -> bool:
+    """Check the output paths and set up the parts folder; returns whether it resumes."""
+    parts, npz = paths["parts"], paths["npz"]
+    state_path = parts / STATE
+    if parts.exists():
+        if not parts.is_dir():
+            raise FileExistsError(f"{parts} exists and is not a folder; move it away.")
+        if force:
+            _remove_parts(parts)
+        elif not resume:
+            raise FileExistsError(
+                f"{parts} holds an unfinished sampling run for {npz}; pass resume=True "
+                "(--resume) to continue it or force=True (--force) to start over."
+            )
+    elif npz.exists() and not force:
+        raise FileExistsError(
+            f"{npz} already exists (a finished sampling run); pass force=True (--force) to "
+            "overwrite it, or choose another output file."
+        )
+    if parts.is_dir() and resume:
+        try:
+            saved = json.loads(state_path.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ValueError(
+                f"cannot read {state_path} ({exc}); pass force=True (--force) to start over."
+            ) from exc
+        keys = (set(saved) | set(settings)) - _RESUME_FREE
+        diff = sorted(k for k in keys if saved.get(k) != settings.get(k))
+        if diff:
+            detail = "; ".join(f"{k}: {saved.get(k)!r} saved, {settings.get(k)!r} now" for k in diff)
+            raise ValueError(
+                f"cannot resume sampling into {npz}: settings differ ({detail}); resume with the "
+                "same run and options, or pass force=True (--force) to start over."
+            )
+        atomic_write_text(state_path, json.dumps(settings, indent=2, sort_keys=True))
+        return True
+    parts.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(state_path, json.dumps(settings, indent=2, sort_keys=True))
+    return False
+
+
+def _remove_parts(parts: Path) -> None:
+    # Only ever delete a folder this module made: its files are state.json and chunk_*.npz.
+    unexpected = [
+        p.name
+        for p in parts.iterdir()
+        if not (p.name == STATE or (p.name.startswith("chunk_") and p.suffix == ".npz"))
+        and not p.name.endswith(".partial")
+    ]
+    if unexpected:
+        raise FileExistsError(
+            f"{parts} holds files sample_to_file did not write ({', '.join(unexpected[:3])}); "
+            "move them away first."
+        )
+    shutil.rmtree(parts)
+
+
+# ---------------------------------------------------------------------------- entry point
+def sample_to_file(
+    run: TrainedRun | str | os.PathLike,
+    *,
+    num_samples: int,
+    out: str | os.PathLike,
+    seed: int = 0,
+    chunk_size: int = 64,
+    solver: str = "dopri5",
+    rtol: float = 1e-5,
+    atol: float = 1e-5,
+    num_steps: int | None = None,
+    max_steps: int = 4096,
+    dtype: str = "float64",
+    temperature: float | None = None,
+    system: ParticleSystem | None = None,
+    images: str = "minimum",
+    resume: bool = False,
+    force: bool = False,
+    extxyz: bool = True,
+    progress: bool = True,
+    command: str | None = None,
+) -> Dataset:
+    """Draw samples of a trained run with their exact log q, energy U and log weight, and
+    write them to disk in resumable chunks.
+
+    Each sample is pushed through the run's flow (EMA weights) with the exact divergence:
+    `x ~ q`, `log q(x)`. Then `U(x)` (total potential energy of the run's system, with the
+    image convention `images`) and `log w = -U / T - log q`. Samples of a Euclidean flow
+    (eFM) are wrapped onto the torus at the end; their log q is the Euclidean density of the
+    unwrapped point (it ignores periodic images; the metadata says so).
+
+    Every finished chunk is written atomically to `<out>.parts/`; an interrupted call keeps
+    them and `resume=True` continues where it stopped. Sample `r` uses the key
+    `fold_in(key(seed), r)`, so the result does not depend on interruptions (nor, up to
+    rounding, on `chunk_size`). When all chunks are done, the binary `Dataset` (`out`, with
+    `extra["log_q"]`, `extra["log_w"]` and the settings in `metadata`), the extended XYZ copy
+    and a manifest are written (each atomically) and the parts folder is removed.
+
+    **Arguments:**
+
+    - `run`: a `TrainedRun` or its run directory.
+    - `num_samples`: `R >= 1`.
+    - `out`: the `.npz` output; the extended XYZ copy goes to the same name with `.extxyz`,
+      the manifest to `<stem>.manifest.json`.
+    - `seed`: seed of the sample stream.
+    - `chunk_size`: samples vmapped together and saved per chunk file.
+    - `solver`, `rtol`, `atol`, `num_steps`, `max_steps`: the ODE solver (`ContinuousFlow`).
+    - `dtype`: `"float64"` (default, for importance weights) or `"float32"`.
+    - `temperature`: the target temperature of the weights (default: the run's).
+    - `system`: the `ParticleSystem` whose energy is U (default: resolved from the run's
+      system name, box and composition; see `resolve_system`).
+    - `images`: image convention when the system is resolved by name.
+    - `resume`: continue an unfinished run in `<out>.parts/`.
+    - `force`: overwrite an existing `out` and discard unfinished parts.
+    - `extxyz`: also write the extended XYZ copy.
+    - `progress`: show a progress bar (samples done, s/sample, mean NFE).
+    - `command`: the command line to record in the manifest.
+
+    **Returns:**
+
+    The samples as a `Dataset` (positions wrapped, `energy` = U, `extra` log q and log w).
+
+    **Raises:**
+
+    `ValueError`/`TypeError` for bad options (before any compute), `FileNotFoundError` for a
+    run directory without a checkpoint, `FileExistsError` when `out` exists (without `force`)
+    or unfinished parts exist (without `resume` or `force`), `SamplingError` when a solve
+    fails (finished chunks are kept).
+    """
+    num_samples = _check_int("num_samples (R)", num_samples, 1)
+    chunk_size = _check_int("chunk_size", chunk_size, 1)
+    seed = _check_int("seed", seed, 0)
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {', '.join(DTYPES)}; got {dtype!r}.")
+    if dtype == "float64" and not jax.config.jax_enable_x64:
+        raise ValueError(
+            "dtype='float64' needs 64-bit JAX: call jax.config.update('jax_enable_x64', True) "
+            "at start-up, or pass dtype='float32'."
+        )
+    paths = sample_paths(out)
+    if not isinstance(run, TrainedRun):
+        run = load_run(run)
+    flow = flow_for_run(
+        run,
+        solver=solver,
+        rtol=rtol,
+        atol=atol,
+        num_steps=num_steps,
+        max_steps=max_steps,
+        dtype=dtype,
+    )
+    species = np.asarray(run.species)
+    box = np.asarray(run.torus.lengths, dtype=np.float64)
+    if temperature is None:
+        if run.temperature is None:
+            raise ValueError(
+                f"the run in {run.run_dir} records no temperature; pass temperature=T "
+                "(--temperature) for the log weights."
+            )
+        temperature = float(run.temperature)
+    temperature = float(temperature)
+    if not (math.isfinite(temperature) and temperature > 0):
+        raise ValueError(f"temperature must be positive; got {temperature}.")
+    image_note = ""
+    if system is None:
+        system, image_note = resolve_system(
+            run.system, box=box, species=species, images=images, temperature=temperature
+        )
+    else:
+        check_system(system, box=box, species=species, what=f"the system {system.name!r}")
+    checkpoint = run.run_dir / "checkpoint.eqx"
+    settings = {
+        "run_dir": str(Path(run.run_dir).resolve()),
+        "run_step": int(run.step),
+        "checkpoint_sha256": sha256_file(checkpoint) if checkpoint.is_file() else None,
+        "seed": seed,
+        "chunk_size": chunk_size,
+        "solver": solver if isinstance(solver, str) else type(solver).__name__,
+        "rtol": float(rtol),
+        "atol": float(atol),
+        "num_steps": num_steps,
+        "max_steps": int(max_steps),
+        "dtype": dtype,
+        "temperature": temperature,
+        "system": system.name,
+        "images": system.images,
+    }
+    resumed = _prepare_parts(paths, settings, resume=resume, force=force)
+
+    parts = paths["parts"]
+    ranges = _chunk_ranges(num_samples, chunk_size)
+    chunks: dict[int, dict[str, np.ndarray]] = {}
+    if resumed:
+        for i, (start, stop) in enumerate(ranges):
+            path = _chunk_path(parts, i)
+            if path.is_file():
+                data = _read_chunk(path)
+                if data is not None and (int(data["start"]), int(data["stop"])) == (start, stop):
+                    chunks[i] = data
+    root = jax.random.key(seed)
+    spec = jnp.asarray(species, dtype=jnp.int32)
+    done = sum(int(c["stop"] - c["start"]) for c in chunks.values())
+    computed_seconds, computed_samples = 0.0, 0
+    with SampleProgress(num_samples, done, progress) as bar:
+        for i, (start, stop) in enumerate(ranges):
+            if i in chunks:
+                continue
+            tic = time.perf_counter()
+            indices = np.arange(start, start + chunk_size)  # padded to one shape
+            try:
+                x1, log_q, nfe, steps, rejected = _draw(
+                    flow, root, jnp.asarray(indices, dtype=jnp.int32), spec
+                )
+                x1 = np.asarray(x1, dtype=np.float64)[: stop - start]
+            except (eqx.EquinoxRuntimeError, jax.errors.JaxRuntimeError) as exc:
+                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                raise SamplingError(
+                    f"sampling chunk {i} (samples {start}..{stop - 1}) failed: {first} The "
+                    f"{len(chunks)} finished chunk(s) are kept in {parts}: rerun with "
+                    "resume=True (--resume) and a larger max_steps, or start over with "
+                    "force=True (--force) and looser tolerances or fixed steps.",
+                    chunk=i,
+                ) from exc
+            wrapped = np.mod(x1, box)
+            wrapped = np.where(wrapped >= box, wrapped - box, wrapped)
+            moved = np.any(np.abs(wrapped - x1) > 0, axis=(1, 2))
+            energy = system_energies(system, wrapped, species, block=chunk_size)
+            data = {
+                "start": np.asarray(start),
+                "stop": np.asarray(stop),
+                "positions": wrapped,
+                "log_q": np.asarray(log_q, dtype=np.float64)[: stop - start],
+                "energy": energy,
+                "nfe": np.asarray(nfe)[: stop - start].astype(np.int64),
+                "num_steps": np.asarray(steps)[: stop - start].astype(np.int64),
+                "num_rejected": np.asarray(rejected)[: stop - start].astype(np.int64),
+                "wrapped": moved,
+            }
+            _write_chunk(_chunk_path(parts, i), data)
+            chunks[i] = data
+            done += stop - start
+            computed_seconds += time.perf_counter() - tic
+            computed_samples += stop - start
+            all_nfe = np.concatenate([c["nfe"] for c in chunks.values()])
+            bar.update(
+                done,
+                seconds_per_sample=computed_seconds / computed_samples,
+                mean_nfe=float(np.mean(all_nfe)),
+            )
+
+    ordered = [chunks[i] for i in range(len(ranges))]
+
+    def cat(name):
+        return np.concatenate([c[name] for c in ordered], axis=0)
+
+    energy, log_q, nfe = cat("energy"), cat("log_q"), cat("nfe")
+    with np.errstate(invalid="ignore", over="ignore"):
+        log_w = -energy / temperature - log_q
+    density = describe_density(run)
+    from .. import __version__
+
+    metadata = {
+        "generator": {"name": "manifold_flows.sample_to_file", "version": __version__},
+        "run": {
+            "dir": settings["run_dir"],
+            "step": int(run.step),
+            "epoch": int(run.epoch),
+            "checkpoint_sha256": settings["checkpoint_sha256"],
+            "weights": "EMA",
+            "model": run.info.get("model"),
+            "field_class": run.info.get("field_class"),
+            "interpolant": run.info.get("interpolant"),
+            "space": run.info.get("space"),
+            "trained_system": run.system,
+            "trained_temperature": run.temperature,
+        },
+        "seed": seed,
+        "key_derivation": "sample r uses jax.random.fold_in(jax.random.key(seed), r)",
+        "num_samples": num_samples,
+        "chunk_size": chunk_size,
+        "solver": {
+            "name": settings["solver"],
+            "rtol": float(rtol),
+            "atol": float(atol),
+            "num_steps": num_steps,
+            "max_steps": int(max_steps),
+            "adaptive": num_steps is None,
+            "dtype": dtype,
+            "divergence": "exact",
+        },
+        "nfe": {
+            "mean": float(np.mean(nfe)),
+            "min": int(np.min(nfe)),
+            "max": int(np.max(nfe)),
+            "total": int(np.sum(nfe)),
+            "mean_steps": float(np.mean(cat("num_steps"))),
+            "mean_rejected_steps": float(np.mean(cat("num_rejected"))),
+        },
+        "density": density,
+        "base_normalized": bool(density["base_normalized"]),
+        "euclidean_flow": is_euclidean(run),
+        "num_samples_wrapped": int(np.count_nonzero(cat("wrapped"))),
+        "temperature": temperature,
+        "energy": {
+            "convention": ENERGY_CONVENTION,
+            "system": system.name,
+            "images": system.images,
+            "image_note": image_note,
+            "parameters": system.parameters,
+        },
+        "log_w": "log w = -U/T - log q",
+        "num_nonfinite_log_w": int(np.count_nonzero(~np.isfinite(log_w))),
+        "seconds_this_call": computed_seconds,
+    }
+    dataset = Dataset(
+        positions=cat("positions"),
+        species=species,
+        species_names=run.species_names,
+        box=box,
+        temperature=temperature,
+        system=system.name,
+        energy=energy,
+        extra={"log_q": log_q, "log_w": log_w},
+        metadata=metadata,
+    )
+    written = []
+    if extxyz:
+        written.append(write_extxyz(paths["extxyz"], dataset))
+    written.append(dataset.save(paths["npz"]))
+    write_manifest(
+        paths["npz"].parent,
+        name=paths["manifest"].name,
+        command=command or "manifold_flows.sample_to_file",
+        config={**settings, "num_samples": num_samples, "extxyz": bool(extxyz)},
+        seeds={"seed": seed},
+        data_files=written,
+        precision=dtype,
+        extra={"resumed": resumed, "nfe": metadata["nfe"], "outputs": [str(p) for p in written]},
+    )
+    _remove_parts(parts)
+    return dataset
