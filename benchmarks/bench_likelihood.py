@@ -28,6 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import manifold_flows as mf
+from manifold_flows import sample
 
 
 def uptime() -> str:
@@ -37,14 +38,18 @@ def uptime() -> str:
         return f"load average {os.getloadavg()}"
 
 
-def best_time(fn, *args, repeat: int = 7) -> float:
-    """Best wall time of `repeat` calls after one warm-up (compilation) call."""
-    jax.block_until_ready(fn(*args))
-    best = float("inf")
-    for _ in range(repeat):
-        start = time.perf_counter()
-        jax.block_until_ready(fn(*args))
-        best = min(best, time.perf_counter() - start)
+def best_times(fns: dict, rounds: int = 5) -> dict:
+    """Best wall time of each function over `rounds` rounds, after one warm-up (compilation)
+    call each. The functions are interleaved within a round, so a change of machine load hits
+    all of them alike and the ratios stay meaningful on a shared machine."""
+    for fn in fns.values():
+        jax.block_until_ready(fn())
+    best = dict.fromkeys(fns, float("inf"))
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            jax.block_until_ready(fn())
+            best[name] = min(best[name], time.perf_counter() - start)
     return best
 
 
@@ -85,67 +90,77 @@ def main() -> None:
     x = jax.vmap(torus.random_uniform)(jax.random.split(jax.random.key(1), n)).astype(dtype)
     t = jnp.asarray(0.5, dtype)
 
-    forward = jax.jit(lambda y: field(t, y, species))
-    t_forward = best_time(forward, x, repeat=30)
-    print(f"\nfield forward pass:              {t_forward * 1e3:8.2f} ms")
-
-    one_jvp = jax.jit(lambda y, e: jax.jvp(lambda z: field(t, z, species), (y,), (e,))[1])
-    t_jvp = best_time(one_jvp, x, jnp.ones_like(x), repeat=30)
-    print(f"one JVP (single tangent):        {t_jvp * 1e3:8.2f} ms")
-
+    # Time and species are arguments (not compile-time constants), as inside the solver.
+    forward = jax.jit(lambda y, s, sp: field(s, y, sp))
+    one_jvp = jax.jit(lambda y, e, s, sp: jax.jvp(lambda z: field(s, z, sp), (y,), (e,))[1])
     naive = jax.jit(
-        lambda y: jnp.trace(jax.jacfwd(lambda z: field(t, z, species))(y).reshape(n * d, n * d))
+        lambda y, s, sp: jnp.trace(jax.jacfwd(lambda z: field(s, z, sp))(y).reshape(n * d, -1))
     )
-    t_naive = best_time(naive, x)
-    print(f"naive trace(jacfwd) divergence:  {t_naive * 1e3:8.2f} ms  (reference)")
-
-    results = {}
-    reference = float(naive(x))
+    fns = {
+        "forward": lambda: forward(x, t, species),
+        "one JVP": lambda: one_jvp(x, jnp.ones_like(x), t, species),
+        "naive jacfwd": lambda: naive(x, t, species),
+    }
+    values = {}
     for chunk in args.chunks.split(","):
-        chunk_size = None if chunk == "all" else int(chunk)
-        # "all": one batch of every basis vector (chunk_size = N d).
-        strategy = mf.ExactDivergence(n * d if chunk_size is None else chunk_size)
-        fn = jax.jit(lambda y, s=strategy: s(lambda z: field(t, z, species), y, None, space)[1])
-        value = float(fn(x))
-        results[chunk] = best_time(fn, x)
-        print(
-            f"exact divergence, chunk {chunk:>4}:   {results[chunk] * 1e3:8.2f} ms  "
-            f"= {results[chunk] / t_forward:6.1f} forward passes, naive/this = "
-            f"{t_naive / results[chunk]:5.2f}  (|diff| = {abs(value - reference):.2e})"
-        )
+        size = n * d if chunk == "all" else int(chunk)
+        strategy = mf.ExactDivergence(size)
+        fn = jax.jit(lambda y, s, sp, st=strategy: st(lambda z: field(s, z, sp), y, None, space)[1])
+        fns[f"exact chunk {chunk}"] = lambda fn=fn: fn(x, t, species)
+        values[f"exact chunk {chunk}"] = float(fn(x, t, species))
     default = mf.ExactDivergence()
-    fn = jax.jit(lambda y: default(lambda z: field(t, z, species), y, None, space)[1])
-    t_default = best_time(fn, x)
-    print(
-        f"exact divergence, default chunk ({default.effective_chunk_size(n * d)}): "
-        f"{t_default * 1e3:.2f} ms  (budget 100 ms: {'OK' if t_default <= 0.1 else 'OVER'})"
-    )
+    default_chunk = default.effective_chunk_size(n * d)
+    reference = float(naive(x, t, species))
+    times = best_times(fns)
+    t_forward, t_naive = times["forward"], times["naive jacfwd"]
+    print(f"\nfield forward pass:              {t_forward * 1e3:8.2f} ms")
+    print(f"one JVP (single tangent):        {times['one JVP'] * 1e3:8.2f} ms")
+    print(f"naive trace(jacfwd) divergence:  {t_naive * 1e3:8.2f} ms  (reference)")
+    for name, value in values.items():
+        print(
+            f"{name:<22}: {times[name] * 1e3:8.2f} ms = {times[name] / t_forward:6.1f} forward "
+            f"passes; naive / this = {t_naive / times[name]:5.2f}  "
+            f"(|diff| = {abs(value - reference):.1e})"
+        )
+    t_default = times.get(f"exact chunk {default_chunk}")
+    if t_default is not None:
+        verdict = "OK" if t_default <= 0.1 else "OVER"
+        print(
+            f"default ExactDivergence() (chunk {default_chunk}): {t_default * 1e3:.2f} ms per "
+            f"configuration (budget 100 ms: {verdict})"
+        )
 
     # --- sampling with exact log q --------------------------------------------------------
     flow = mf.ContinuousFlow(space, field, rtol=1e-5, atol=1e-5, dtype="float32")
-    one = jax.jit(lambda k: flow.sample_solution(k, species))
-    sol = one(jax.random.key(2))
-    jax.block_until_ready(sol)
+    divergence_only = jax.jit(lambda y, s, sp: flow.velocity_and_divergence(s, y, sp))
+    one = jax.jit(lambda k, sp: flow.sample_solution(k, sp))
     keys = jax.random.split(jax.random.key(3), args.samples)
-    start = time.perf_counter()
-    nfe = []
-    for k in keys:
-        sol = one(k)
-        nfe.append(int(sol.stats.num_fn_evals))
-        jax.block_until_ready(sol)
-    per_sample = (time.perf_counter() - start) / args.samples
+    nfe = [int(one(k, species).stats.num_fn_evals) for k in keys]
+    batched = {
+        c: jax.jit(lambda k, sp, c=c: sample(flow, k, args.samples, sp, chunk_size=c))
+        for c in (1, args.samples)
+    }
+    fns = {
+        "augmented field": lambda: divergence_only(x, t, species),
+        "one sample": lambda: one(keys[0], species),
+        **{f"batch {c}": (lambda c=c: batched[c](keys[1], species)) for c in batched},
+    }
+    times = best_times(fns, rounds=2)
+    nfe0 = nfe[0]
+    per_sample = times["one sample"]
     print(
-        f"\nDopri5 at 1e-5: NFE per sample {nfe} (mean {np.mean(nfe):.1f}); "
-        f"{per_sample:.3f} s per sample with exact log q, one at a time "
-        f"(budget 2 s: {'OK' if per_sample <= 2 else 'OVER'}); "
-        f"= {per_sample / max(np.mean(nfe), 1):.3f} s per NFE"
+        f"\nDopri5 at rtol = atol = 1e-5: NFE per sample {nfe} (mean {np.mean(nfe):.1f})\n"
+        f"one sample with exact log q ({nfe0} NFE): {per_sample:.3f} s (budget 2 s: "
+        f"{'OK' if per_sample <= 2 else 'OVER'}) = {per_sample / nfe0 * 1e3:.1f} ms per NFE; "
+        f"one augmented-field evaluation (v, exact div) alone: "
+        f"{times['augmented field'] * 1e3:.1f} ms, so the solver adds "
+        f"{per_sample / (nfe0 * times['augmented field']) - 1:+.0%}"
     )
-    for chunk in (args.samples,):
-        batched = jax.jit(lambda k, c=chunk: mf.sample(flow, k, args.samples, species, chunk_size=c))
-        t_batch = best_time(batched, jax.random.key(4), repeat=2)
+    for c in batched:
+        how = "sequential (lax.map)" if c == 1 else "vmapped in lock-step"
         print(
-            f"vmapped batch of {chunk}: {t_batch / args.samples:.3f} s per sample "
-            f"(lock-step: every sample takes the batch's largest number of steps)"
+            f"sample(..., chunk_size={c}) over {args.samples} samples, {how}: "
+            f"{times[f'batch {c}'] / args.samples:.3f} s per sample"
         )
     print(f"\nmachine load after: {uptime()}")
 

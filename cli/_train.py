@@ -23,9 +23,9 @@ def register(app: typer.Typer) -> None:
         run_dir: Path | None = typer.Option(
             None, "--run-dir", help="Run directory (default: run_dir of the config)."
         ),
-        data: Path | None = typer.Option(None, "--data", help="Dataset file (overrides [data] path)."),
-        epochs: int | None = typer.Option(None, "--epochs", help="Overrides [train] epochs."),
-        seed: int | None = typer.Option(None, "--seed", help="Overrides [train] seed."),
+        data: Path | None = typer.Option(None, "--data", help="Dataset file (overrides \\[data] path)."),
+        epochs: int | None = typer.Option(None, "--epochs", help="Overrides \\[train] epochs."),
+        seed: int | None = typer.Option(None, "--seed", help="Overrides \\[train] seed."),
         progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bar."),
     ) -> None:
         """Train a vector field by flow matching (eRSI, eFM, RSI) on a dataset."""

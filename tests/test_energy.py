@@ -191,7 +191,7 @@ def test_all_images_match_an_independent_brute_force_sum(model, box):
     n = 3
     num_species = 2 if model != "ka3" else 3
     x = spread_configuration(rng, n, box, 0.5)
-    species = np.arange(n) % num_species
+    species = (np.arange(n) + 1) % num_species
     energy = make_energy(model, box, "all")
     got = float(total(energy, jnp.asarray(x), jnp.asarray(species)))
     want = brute_force_all_images(model, x, species, box)
@@ -201,6 +201,16 @@ def test_all_images_match_an_independent_brute_force_sum(model, box):
     assert abs(nearest - want) > 1e-6 * max(1.0, abs(want))
     got_min = float(total(make_energy(model, box, "minimum"), jnp.asarray(x), jnp.asarray(species)))
     np.testing.assert_allclose(got_min, nearest, rtol=1e-9)
+
+
+def test_all_images_reach_the_second_shell():
+    # Two B particles (rc_BB = 3.5) 1.0 apart along y in a box of height 2.1: the images at
+    # |1.0 - 2 * 2.1| = 3.2 < rc (two boxes away) count, the ones at 3 boxes do not.
+    box = (1.6, 2.1)
+    x = np.asarray([[0.1, 0.1], [0.2, 1.1]])
+    species = np.asarray([1, 1])
+    got = total(make_energy("ipl", box, "all"), jnp.asarray(x), jnp.asarray(species))
+    np.testing.assert_allclose(got, brute_force_all_images("ipl", x, species, box), rtol=1e-12)
 
 
 def test_conventions_agree_in_a_large_box_and_differ_in_a_small_one():

@@ -84,6 +84,11 @@ def test_extxyz_round_trip_through_our_reader(tmp_path, dim):
     assert_same_dataset(ds, load_configurations(path_xyz))
 
 
+def test_extxyz_keeps_unsorted_and_unused_species_names(tmp_path):
+    ds = make_dataset().replace(species_names=("small", "big", "unused"))
+    assert_same_dataset(ds, read_extxyz(write_extxyz(tmp_path / "names.extxyz", ds)))
+
+
 def test_extxyz_written_by_ase_is_read(tmp_path):
     rng = np.random.default_rng(1)
     frames = []

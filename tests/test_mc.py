@@ -207,28 +207,59 @@ def test_two_particle_distance_distribution_is_exact(name):
         assert ks.pvalue < 1e-8, ks
 
 
-def test_swap_moves_sample_the_exact_label_distribution():
-    """With positions frozen (p_swap = 1) the chain walks over the 12 labelings of a 2:1:1
-    ternary system; their exact probabilities are exp(-U/T) / Z by enumeration."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", mf.ImageConventionWarning)
-        system = make_system("ka3", num_particles=4, composition=[2, 1, 1], density=0.7)
-    temperature = 2.0
-    x0 = np.array([[0.2, 0.3], [1.1, 0.4], [0.6, 1.2], [1.5, 1.3]])
-    labelings = sorted(set(itertools.permutations(system.species.tolist())))
-    u = np.asarray(
-        total_energies(
-            system.energy,
-            jnp.asarray(np.broadcast_to(x0, (len(labelings), 4, 2))),
-            jnp.asarray(labelings, dtype=jnp.int32),
-        )
-    )
-    p = np.exp(-(u - u.min()) / temperature)
-    p /= p.sum()
-    assert p.min() > 0.005 and p.max() < 0.5  # a non-trivial target
-    index = {lab: k for k, lab in enumerate(labelings)}
+def _all_labelings(counts: list[int]) -> np.ndarray:
+    """Every distinct assignment of labels with the given counts (multiset permutations)."""
+    n = sum(counts)
+    out = [np.full(n, -1)]
+    for label, c in enumerate(counts):
+        grown = []
+        for lab in out:
+            free = np.nonzero(lab < 0)[0]
+            for chosen in itertools.combinations(free, c):
+                new = lab.copy()
+                new[list(chosen)] = label
+                grown.append(new)
+        out = grown
+    return np.asarray(out)
 
-    def frequencies(acceptance):
+
+def test_swap_moves_sample_the_exact_label_distribution():
+    """Detailed balance of the swap moves, exactly: with positions frozen (p_swap = 1) the chain
+    walks over the 34650 labelings of the 4:4:4 system, whose Boltzmann law follows by
+    enumeration. The energy histogram of the samples must match it; the uphill rule must fail
+    the same test at the same seed."""
+    system = small_system()
+    temperature = 2.0
+    # a relaxed configuration to freeze (from a short run of the shared shape)
+    start = run_monte_carlo(
+        system, key=8, temperature=1.0, samples_per_chain=2, equilibration_sweeps=100, **RUN
+    )
+    x0 = np.asarray(start.final_state.chains.positions[0])
+    # exact: U(labels) = sum_{i<j} W_{l_i l_j}(r_ij) from a table of pair energies
+    torus = system.torus
+    r = np.linalg.norm(
+        np.asarray(jax.vmap(jax.vmap(torus.log, (None, 0)), (0, None))(x0, x0)), axis=-1
+    )
+    iu = np.triu_indices(12, 1)
+    a, b = np.meshgrid(np.arange(3), np.arange(3), indexing="ij")
+    table = np.asarray(
+        system.energy.pair_energy(
+            jnp.asarray(r[iu])[:, None, None], jnp.asarray(a, jnp.int32), jnp.asarray(b, jnp.int32)
+        )
+    )  # (pairs, 3, 3)
+    labels = _all_labelings([4, 4, 4])
+    assert labels.shape == (34650, 12)
+    u_exact = table[np.arange(iu[0].size), labels[:, iu[0]], labels[:, iu[1]]].sum(axis=1)
+    weights = np.exp(-(u_exact - u_exact.min()) / temperature)
+    weights /= weights.sum()
+    # 10 bins of about equal exact probability, edges between distinct energy values
+    order = np.argsort(u_exact)
+    levels, cum = u_exact[order], np.cumsum(weights[order])
+    cuts = np.searchsorted(cum, np.arange(1, 10) / 10)
+    edges = 0.5 * (levels[cuts] + levels[np.minimum(cuts + 1, levels.size - 1)])
+    expected = np.bincount(np.searchsorted(edges, u_exact), weights=weights, minlength=10)
+
+    def energies(acceptance):
         result = run_monte_carlo(
             system,
             key=7,
@@ -236,41 +267,24 @@ def test_swap_moves_sample_the_exact_label_distribution():
             initial_positions=x0,
             temperature=temperature,
             p_swap=1.0,
-            num_chains=128,
-            samples_per_chain=40,
-            sweeps_between=8,
-            equilibration_sweeps=16,
-            samples_per_block=40,
-            progress=False,
+            samples_per_chain=1000,
+            equilibration_sweeps=20,
+            **{**RUN, "samples_per_block": 1000},
         )
-        # positions never move; labels are read per chain before canonical reordering
-        assert np.allclose(result.final_state.chains.positions, x0[None])
-        labels = result.final_state.chains.species  # sanity: composition kept
-        assert all(sorted(row) == sorted(system.species.tolist()) for row in labels.tolist())
-        counts = np.zeros(len(labelings))
-        species = _sample_labels(result, x0)
-        for row in species:
-            counts[index[tuple(row)]] += 1
-        return counts
+        np.testing.assert_array_equal(
+            result.final_state.chains.positions, np.broadcast_to(x0, (4, 12, 2))
+        )
+        return result
 
-    # the parametrized rule with sign = power = 1 is Metropolis exactly (tested above); one
-    # class for both runs means one compilation
-    counts = frequencies(RULES["metropolis"])
-    chi2 = scipy.stats.chisquare(counts, counts.sum() * p)
-    assert chi2.pvalue > 1e-3, (chi2, counts / counts.sum(), p)
-    bad = frequencies(rule(-1.0, 1.0))
-    assert scipy.stats.chisquare(bad, bad.sum() * p).pvalue < 1e-8
-
-
-def _sample_labels(result, x0) -> np.ndarray:
-    """Labels of each sample in the particle order of `x0` (the dataset stores canonical
-    order: match each stored position to the frozen position it came from)."""
-    ds = result.dataset
-    d2 = np.sum((ds.positions[:, :, None, :] - x0[None, None]) ** 2, axis=-1)  # (r, row, j)
-    source = np.argmin(d2, axis=2)  # (r, row) -> index in x0
-    out = np.empty((ds.num_samples, x0.shape[0]), dtype=int)
-    np.put_along_axis(out, source, np.broadcast_to(ds.species, source.shape), axis=1)
-    return out
+    good = energies(Metropolis())
+    tau = good.diagnostics["autocorrelation_samples"]["tau"]
+    assert tau < 1.5, tau  # nearly independent samples, as the test assumes
+    counts = np.bincount(np.searchsorted(edges, good.sample_energies.ravel()), minlength=10)
+    chi2 = scipy.stats.chisquare(counts, counts.sum() * expected)
+    assert chi2.pvalue > 1e-3, (chi2, counts, expected)
+    bad = energies(rule(-1.0, 1.0))
+    bad_counts = np.bincount(np.searchsorted(edges, bad.sample_energies.ravel()), minlength=10)
+    assert scipy.stats.chisquare(bad_counts, bad_counts.sum() * expected).pvalue < 1e-8
 
 
 # ------------------------------------------------------------------------------ engine runs

@@ -13,6 +13,7 @@ from ._interpolant import *  # noqa: F403
 from ._io import *  # noqa: F403
 from ._manifold import *  # noqa: F403
 from ._mc import *  # noqa: F403
+from ._pipeline import *  # noqa: F403
 from ._train import *  # noqa: F403
 
 try:

@@ -6,7 +6,7 @@ import math
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Int, PRNGKeyArray, Shaped
+from jaxtyping import Array, ArrayLike, Int, PRNGKeyArray, Shaped
 
 from .base import AbstractFiniteGroupAction
 
@@ -49,7 +49,9 @@ class PermutationWithinSpecies(AbstractFiniteGroupAction):
 
     species: Int[Array, " n"]
 
-    def __init__(self, species: Int[Array, " n"] | np.ndarray | list[int]):
+    # `species` is annotated loosely so that the constructor's own check (with its message
+    # naming the fix) runs before any annotation checker.
+    def __init__(self, species: ArrayLike | list[int]):
         self.species = _check_species_vector(species)
 
     @property

@@ -35,7 +35,9 @@ from .initial import (
 from .moves import (
     Proposal as Proposal,
     chain_sweep as chain_sweep,
+    draw_sweep as draw_sweep,
     mc_step as mc_step,
+    propose as propose,
     propose_move as propose_move,
 )
 from .schedule import temperature_schedule as temperature_schedule
@@ -66,10 +68,12 @@ __all__ = [
     "chain_sweep",
     "checkpoint_dir_for",
     "contact_distances",
+    "draw_sweep",
     "generate_dataset",
     "integrated_autocorrelation_time",
     "mc_step",
     "mean_with_error",
+    "propose",
     "propose_move",
     "random_configurations",
     "run_monte_carlo",

@@ -8,7 +8,7 @@ from jaxtyping import Array, Bool, Float, Int
 
 from .._energy import AbstractPairEnergy
 from .acceptance import AbstractAcceptance
-from .moves import chain_sweep
+from .moves import chain_sweep, draw_sweep
 from .state import ChainState, SamplerState
 
 
@@ -110,19 +110,28 @@ def advance(
 
         def run(args):
             smp, acc, att = args
+            n, d = smp.chains.positions.shape[1:]
+            dtype = smp.chains.positions.dtype
+            keys, uniforms, noise = jax.vmap(lambda k: draw_sweep(k, n, d, dtype))(smp.chains.key)
+            # The kind of each move, shared by all chains (see `moves`): column 0 of chain 0's
+            # draws, which no chain uses for anything else.
+            swap_schedule = uniforms[0, :, 0] < settings.p_swap
+            chains = ChainState(smp.chains.positions, smp.chains.species, smp.chains.energy, keys)
 
-            def sweep_chain(state):
+            def sweep_chain(state, u, z):
                 return chain_sweep(
                     energy,
                     acceptance,
                     state,
+                    u,
+                    z,
+                    swap_schedule,
                     smp.step_size,
                     temperature,
-                    settings.p_swap,
                     settings.swap_pairs,
                 )
 
-            chains, a, t = jax.vmap(sweep_chain)(smp.chains)
+            chains, a, t = jax.vmap(sweep_chain)(chains, uniforms, noise)
             smp = SamplerState(
                 chains=chains,
                 step_size=smp.step_size,

@@ -118,6 +118,6 @@ def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
 def fingerprint_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
     """Dotted keys (e.g. `config.temperature`) whose values differ between two fingerprints
     (compared as JSON)."""
-    canon = lambda v: json.dumps(v, sort_keys=True)  # noqa: E731
+    canon = lambda v: json.dumps(v, sort_keys=True)
     a, b = _flatten(saved), _flatten(current)
     return [k for k in sorted(set(a) | set(b)) if canon(a.get(k)) != canon(b.get(k))]

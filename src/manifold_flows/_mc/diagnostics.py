@@ -102,7 +102,7 @@ def integrated_autocorrelation_time(
     if not acov[0] > 1e-300 * max(1.0, float(np.mean(x**2))):
         return AutocorrelationTime(math.nan, math.nan, 0, chains * n, False)
     rho = acov / acov[0]
-    taus = np.cumsum(rho)  # taus[M] = 1 + 2 sum_{t=1}^{M} rho(t)
+    taus = 2.0 * np.cumsum(rho) - 1.0  # taus[M] = 1 + 2 sum_{t=1}^{M} rho(t)
     ok = np.arange(n) >= c * taus
     found = bool(np.any(ok))
     window = int(np.argmax(ok)) if found else n - 1

@@ -85,7 +85,13 @@ def _draw(flow, root, indices, species):
     keys = jax.vmap(lambda i: jax.random.fold_in(root, i))(indices)
     solution = jax.vmap(lambda k: flow.sample_solution(k, species))(keys)
     stats = solution.stats
-    return solution.x1, solution.log_q, stats.num_fn_evals, stats.num_steps, stats.num_rejected_steps
+    return (
+        solution.x1,
+        solution.log_q,
+        stats.num_fn_evals,
+        stats.num_steps,
+        stats.num_rejected_steps,
+    )
 
 
 @eqx.filter_jit
@@ -131,8 +137,7 @@ def _read_chunk(path: Path) -> dict[str, np.ndarray] | None:
 
 def _chunk_ranges(num_samples: int, chunk_size: int) -> list[tuple[int, int]]:
     return [
-        (start, min(start + chunk_size, num_samples))
-        for start in range(0, num_samples, chunk_size)
+        (start, min(start + chunk_size, num_samples)) for start in range(0, num_samples, chunk_size)
     ]
 
 
@@ -165,7 +170,9 @@ def _prepare_parts(paths, settings, *, resume: bool, force: bool) -> bool:
         keys = (set(saved) | set(settings)) - _RESUME_FREE
         diff = sorted(k for k in keys if saved.get(k) != settings.get(k))
         if diff:
-            detail = "; ".join(f"{k}: {saved.get(k)!r} saved, {settings.get(k)!r} now" for k in diff)
+            detail = "; ".join(
+                f"{k}: {saved.get(k)!r} saved, {settings.get(k)!r} now" for k in diff
+            )
             raise ValueError(
                 f"cannot resume sampling into {npz}: settings differ ({detail}); resume with the "
                 "same run and options, or pass force=True (--force) to start over."
@@ -336,7 +343,8 @@ def sample_to_file(
     root = jax.random.key(seed)
     spec = jnp.asarray(species, dtype=jnp.int32)
     done = sum(int(c["stop"] - c["start"]) for c in chunks.values())
-    computed_seconds, computed_samples = 0.0, 0
+    computed_seconds = 0.0
+    timings: list[tuple[float, int]] = []
     with SampleProgress(num_samples, done, progress) as bar:
         for i, (start, stop) in enumerate(ranges):
             if i in chunks:
@@ -375,12 +383,15 @@ def sample_to_file(
             _write_chunk(_chunk_path(parts, i), data)
             chunks[i] = data
             done += stop - start
-            computed_seconds += time.perf_counter() - tic
-            computed_samples += stop - start
+            seconds = time.perf_counter() - tic
+            computed_seconds += seconds
+            timings.append((seconds, stop - start))
+            # The first chunk of a call includes compilation: leave it out once others exist.
+            steady = timings[1:] or timings
             all_nfe = np.concatenate([c["nfe"] for c in chunks.values()])
             bar.update(
                 done,
-                seconds_per_sample=computed_seconds / computed_samples,
+                seconds_per_sample=sum(t for t, _ in steady) / sum(c for _, c in steady),
                 mean_nfe=float(np.mean(all_nfe)),
             )
 
@@ -446,7 +457,17 @@ def sample_to_file(
         },
         "log_w": "log w = -U/T - log q",
         "num_nonfinite_log_w": int(np.count_nonzero(~np.isfinite(log_w))),
-        "seconds_this_call": computed_seconds,
+        "timing": {
+            "seconds_this_call": computed_seconds,
+            "samples_this_call": sum(c for _, c in timings),
+            "seconds_per_sample": (
+                sum(t for t, _ in timings[1:] or timings)
+                / sum(c for _, c in timings[1:] or timings)
+                if timings
+                else None
+            ),
+            "note": "seconds_per_sample leaves out the first chunk of the call (compilation)",
+        },
     }
     dataset = Dataset(
         positions=cat("positions"),

@@ -1,10 +1,10 @@
 from .config import ModelConfig as ModelConfig, TrainConfig as TrainConfig
+from .fit import TrainingDiverged as TrainingDiverged, TrainResult as TrainResult, fit as fit
 from .from_config import (
     RunSetup as RunSetup,
     setup_run as setup_run,
     train_from_config as train_from_config,
 )
-from .fit import TrainingDiverged as TrainingDiverged, TrainResult as TrainResult, fit as fit
 from .loss import evaluate_loss as evaluate_loss, flow_matching_loss as flow_matching_loss
 from .run import TrainedRun as TrainedRun, load_run as load_run
 from .state import (
@@ -16,11 +16,11 @@ from .step import sample_pairs as sample_pairs, train_step as train_step
 
 __all__ = [
     "ModelConfig",
+    "RunSetup",
     "TrainConfig",
     "TrainResult",
     "TrainState",
     "TrainedRun",
-    "RunSetup",
     "TrainingDiverged",
     "evaluate_loss",
     "fit",

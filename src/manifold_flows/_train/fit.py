@@ -43,7 +43,6 @@ from .state import (
 )
 from .step import sample_pairs, train_step
 
-
 _sample_pairs_jit = eqx.filter_jit(sample_pairs)
 
 
@@ -125,7 +124,7 @@ def _check_field(field, num_particles: int, dim: int, species, dtype) -> None:
     t = jax.ShapeDtypeStruct((), dtype)
     try:
         out = eqx.filter_eval_shape(field, t, x, species)
-    except Exception as exc:  # noqa: BLE001 - turned into one clear structural error
+    except Exception as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ValueError(
             f"the vector field cannot take the dataset's configurations (n={num_particles}, "
@@ -273,6 +272,7 @@ def fit(
         if not jnp.issubdtype(jnp.asarray(root).dtype, jax.dtypes.prng_key):
             root = jax.random.wrap_key_data(jnp.asarray(root, dtype=jnp.uint32))
     train_key, val_key, init_key, order_key = (jax.random.fold_in(root, i) for i in range(4))
+    order_seed = [int(v) for v in np.asarray(jax.random.key_data(order_key)).reshape(-1)]
 
     model = None
     if isinstance(field, ModelConfig):
@@ -379,10 +379,8 @@ def fit(
     try:
         for step in range(start, total_steps):
             epoch, i = divmod(step, steps_per_epoch)
-            if perm_epoch != epoch:
-                perm = np.asarray(
-                    jax.random.permutation(jax.random.fold_in(order_key, epoch), train_idx.size)
-                )
+            if perm_epoch != epoch:  # the batch order of an epoch: a function of (key, epoch)
+                perm = np.random.default_rng([*order_seed, epoch]).permutation(train_idx.size)
                 perm_epoch = epoch
             index = jnp.asarray(perm[i * config.batch_size : (i + 1) * config.batch_size])
             new_state, out = train_step(

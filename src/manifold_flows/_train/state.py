@@ -1,6 +1,7 @@
 """The training state (a pytree that the training functions return) and the optimiser."""
 
 import functools
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp

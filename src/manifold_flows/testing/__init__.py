@@ -8,12 +8,12 @@ The checkers and assertions need only the runtime dependencies; the Hypothesis s
 
 import importlib as _importlib
 
+from ._doctor import *  # noqa: F403
 from ._equivariance import *  # noqa: F403
 from ._law_result import LawResult as LawResult
 from ._manifold_laws import *  # noqa: F403
 from ._registry import manifold_registry as manifold_registry
 from ._sampling import *  # noqa: F403
-from ._doctor import *  # noqa: F403
 from ._tolerances import tolerance as tolerance
 
 try:

@@ -168,7 +168,7 @@ def run_doctor(
                     num_samples=num_samples,
                     dtype=jnp.dtype(precision),
                 )
-        except Exception as exc:  # noqa: BLE001 - a crash is a failed check, not a doctor crash
+        except Exception as exc:
             return _crash("manifold", name, precision, dev, exc)
         return [DoctorCheck("manifold", name, precision, dev, r) for r in results.values()]
 
@@ -183,7 +183,7 @@ def run_doctor(
                 results = check(
                     case.action, x, k_laws, num_elements=num_elements, manifold=case.manifold
                 )
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             return _crash("group action", name, precision, dev, exc)
         return [DoctorCheck("group action", name, precision, dev, r) for r in results.values()]
 

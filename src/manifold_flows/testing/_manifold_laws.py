@@ -210,7 +210,7 @@ def _law_errors(
     unif: Array,
     num_samples: int,
     compact: bool,
-    ball: tuple[float, float] | None,
+    ball: tuple[Array, Array] | None,
 ) -> tuple[dict[str, Array], dict[str, Array]]:
     """Every law as an error scalar, plus the scales the tolerances are relative to.
 
@@ -302,7 +302,7 @@ def _law_errors(
                 _z_scores(vm(stat)(samples), jnp.asarray(mean, dtype=dtype))
             )
         if ball is not None:
-            r, prob = ball
+            r, prob = (jnp.asarray(b, dtype=dtype) for b in ball)
             close = (dists[6 * n :] < r).reshape(nb, nb)
             close = (close & ~jnp.eye(nb, dtype=bool)).astype(dtype)
             pairs = nb * (nb - 1)
@@ -405,7 +405,10 @@ def check_manifold_laws(
 
     log_volume = float(manifold.log_volume())
     compact = math.isfinite(log_volume)
-    ball = _ball_radius(manifold) if compact and manifold.dim <= 3 else None
+    ball = None
+    if compact and manifold.dim <= 3:
+        # Arrays, not python floats: a different radius must not trigger a recompilation.
+        ball = tuple(jnp.asarray(b, dtype=dtype) for b in _ball_radius(manifold))
     law_key, raise_key = jax.random.split(key)
     # The inputs that are not points come from numpy (PRNG graphs are slow to compile),
     # seeded by the key so that results are reproducible.

@@ -18,6 +18,13 @@ def default_max_norm(manifold: AbstractManifold) -> float:
     return 3.0 if math.isinf(radius) else 0.9 * radius
 
 
+def has_finite_volume(manifold: AbstractManifold) -> bool:
+    """Whether `manifold.log_volume()` is finite (evaluated at trace time, so this also works
+    inside `jit` for manifolds whose volume does not depend on traced arrays)."""
+    with jax.ensure_compile_time_eval():
+        return math.isfinite(float(manifold.log_volume()))
+
+
 def random_point(
     manifold: AbstractManifold, key: PRNGKeyArray, *, dtype=None
 ) -> Shaped[Array, "..."]:
@@ -35,7 +42,7 @@ def random_point(
     An array of shape `manifold.point_shape`.
     """
     dtype = jnp.result_type(float) if dtype is None else dtype
-    if math.isfinite(float(manifold.log_volume())):
+    if has_finite_volume(manifold):
         return manifold.random_uniform(key, dtype=dtype)
     return manifold.project(2.0 * jax.random.normal(key, manifold.point_shape, dtype))
 

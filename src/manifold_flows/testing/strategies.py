@@ -16,6 +16,11 @@ def test_round_trip(xv):
 ```
 """
 
+import functools
+import random
+from collections.abc import Callable
+from typing import TypeVar
+
 import jax
 import jax.numpy as jnp
 from hypothesis import strategies as st
@@ -25,6 +30,8 @@ from .._manifold import AbstractManifold, ParticleSpace
 from ._registry import manifold_registry as manifold_registry
 from ._sampling import random_point, random_tangent
 
+T = TypeVar("T")
+
 __all__ = [
     "configurations",
     "manifold_registry",
@@ -33,6 +40,21 @@ __all__ = [
     "seeds",
     "tangent_vectors",
 ]
+
+
+def _keeping_python_random_state(build: Callable[[int], T]) -> Callable[[int], T]:
+    """Run `build` without changing Python's global `random` state (runtime type checkers
+    such as beartype draw from it, which Hypothesis forbids inside strategies)."""
+
+    @functools.wraps(build)
+    def wrapped(seed: int) -> T:
+        state = random.getstate()
+        try:
+            return build(seed)
+        finally:
+            random.setstate(state)
+
+    return wrapped
 
 
 def seeds() -> st.SearchStrategy[int]:
@@ -56,7 +78,8 @@ def manifolds(names: list[str] | None = None) -> st.SearchStrategy[AbstractManif
 def points(manifold: AbstractManifold, *, dtype=None) -> st.SearchStrategy[Array]:
     """Points of `manifold` (shape `point_shape`): uniform on compact manifolds, projected
     Gaussians otherwise (see `manifold_flows.testing.random_point`)."""
-    return seeds().map(lambda s: random_point(manifold, jax.random.key(s), dtype=dtype))
+    build = lambda s: random_point(manifold, jax.random.key(s), dtype=dtype)
+    return seeds().map(_keeping_python_random_state(build))
 
 
 def tangent_vectors(
@@ -71,7 +94,7 @@ def tangent_vectors(
         x = random_point(manifold, k_point, dtype=dtype)
         return x, random_tangent(manifold, x, k_tangent, max_norm=max_norm)
 
-    return seeds().map(build)
+    return seeds().map(_keeping_python_random_state(build))
 
 
 def configurations(
@@ -121,4 +144,4 @@ def configurations(
         )
         return positions, labels
 
-    return seeds().map(build)
+    return seeds().map(_keeping_python_random_state(build))

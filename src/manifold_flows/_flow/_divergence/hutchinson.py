@@ -38,7 +38,7 @@ class HutchinsonDivergence(AbstractStochasticDivergence):
     def __init__(
         self,
         num_probes: int = 1,
-        distribution: Literal["rademacher", "gaussian"] = "rademacher",
+        distribution: str = "rademacher",
     ):
         if int(num_probes) != num_probes or num_probes < 1:
             raise ValueError(

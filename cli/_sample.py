@@ -1,0 +1,135 @@
+"""`mflows sample`: samples of a trained run with exact log q, energy and log weight."""
+
+import enum
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ._errors import UserError
+
+
+class Precision(enum.StrEnum):
+    single = "32"
+    double = "64"
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("sample")
+    def sample(
+        run: Annotated[
+            Path, typer.Option("--run", help="Run directory written by `mflows train`.")
+        ],
+        num_samples: Annotated[
+            int, typer.Option("--num-samples", "-R", help="Number of samples R.")
+        ],
+        out: Annotated[
+            Path,
+            typer.Option(
+                "--out", "-o", help="Output .npz (an .extxyz copy is written next to it)."
+            ),
+        ],
+        seed: Annotated[int, typer.Option("--seed", help="Seed of the sample stream.")] = 0,
+        chunk_size: Annotated[
+            int,
+            typer.Option(
+                "--chunk-size", help="Samples per chunk (vmapped together, saved together)."
+            ),
+        ] = 64,
+        resume: Annotated[
+            bool,
+            typer.Option("--resume", help="Continue an interrupted run from its finished chunks."),
+        ] = False,
+        force: Annotated[
+            bool,
+            typer.Option(
+                "--force", help="Overwrite an existing output / discard unfinished chunks."
+            ),
+        ] = False,
+        solver: Annotated[
+            str, typer.Option("--solver", help="ODE solver (dopri5, tsit5, ...).")
+        ] = "dopri5",
+        rtol: Annotated[
+            float, typer.Option("--rtol", help="Relative tolerance (adaptive solvers).")
+        ] = 1e-5,
+        atol: Annotated[
+            float, typer.Option("--atol", help="Absolute tolerance (adaptive solvers).")
+        ] = 1e-5,
+        steps: Annotated[
+            int | None,
+            typer.Option("--steps", help="Fixed number of steps instead of adaptive stepping."),
+        ] = None,
+        max_steps: Annotated[
+            int, typer.Option("--max-steps", help="Step budget of adaptive solves.")
+        ] = 4096,
+        precision: Annotated[
+            Precision, typer.Option("--precision", help="Floating precision of the flow: 32 or 64.")
+        ] = Precision.double,
+        temperature: Annotated[
+            float | None,
+            typer.Option(
+                "--temperature", "-T", help="Target temperature of the weights (default: run's)."
+            ),
+        ] = None,
+        images: Annotated[
+            str, typer.Option("--images", help="Image convention of the energy: minimum or all.")
+        ] = "minimum",
+        extxyz: Annotated[
+            bool, typer.Option("--extxyz/--no-extxyz", help="Also write .extxyz.")
+        ] = True,
+        progress: Annotated[
+            bool, typer.Option("--progress/--no-progress", help="Progress bar.")
+        ] = True,
+    ) -> None:
+        """Draw R samples of a trained run with exact log q, energy U and log w = -U/T - log q."""
+        import jax
+
+        jax.config.update("jax_enable_x64", True)  # energies in float64 at either precision
+        import numpy as np
+
+        from manifold_flows import SamplingError, reweight, sample_to_file
+
+        if num_samples <= 0:
+            raise UserError(f"--num-samples must be a positive integer (R > 0); got {num_samples}.")
+        dtype = "float64" if precision == Precision.double else "float32"
+        try:
+            dataset = sample_to_file(
+                run,
+                num_samples=num_samples,
+                out=out,
+                seed=seed,
+                chunk_size=chunk_size,
+                solver=solver,
+                rtol=rtol,
+                atol=atol,
+                num_steps=steps,
+                max_steps=max_steps,
+                dtype=dtype,
+                temperature=temperature,
+                images=images,
+                resume=resume,
+                force=force,
+                extxyz=extxyz,
+                progress=progress,
+                command="mflows " + " ".join(sys.argv[1:]),
+            )
+        except SamplingError as exc:
+            raise UserError(str(exc)) from exc
+        meta = dataset.metadata
+        note = meta["energy"].get("image_note")
+        if note:
+            typer.echo(f"mflows: note: {note}", err=True)
+        weights = reweight(
+            dataset.energy, dataset.extra["log_q"], dataset.temperature, base_normalized=True
+        )
+        u = dataset.energy / dataset.num_particles
+        finite = np.isfinite(u)
+        typer.echo(
+            f"wrote {dataset.num_samples} samples to {out}"
+            + (f" and {out.with_suffix('.extxyz')}" if extxyz else "")
+            + f"; mean NFE {meta['nfe']['mean']:.1f}; raw u = "
+            + (f"{np.mean(u[finite]):.5g}" if finite.any() else "n/a")
+            + f"; ESS {weights.ess:.1f} (ESS/R {weights.ess_fraction:.3g}), "
+            f"{weights.num_nonfinite} non-finite log w"
+        )

@@ -1,0 +1,23 @@
+"""End-to-end pipeline steps: sampling a trained run to files, and evaluating samples."""
+
+from .evaluate import evaluate_runs as evaluate_runs
+from .flow import flow_for_run as flow_for_run
+from .sample import (
+    SamplingError as SamplingError,
+    sample_paths as sample_paths,
+    sample_to_file as sample_to_file,
+    system_energies as system_energies,
+)
+from .summary import format_summary as format_summary
+from .system import resolve_system as resolve_system
+
+__all__ = [
+    "SamplingError",
+    "evaluate_runs",
+    "flow_for_run",
+    "format_summary",
+    "resolve_system",
+    "sample_paths",
+    "sample_to_file",
+    "system_energies",
+]

@@ -1,0 +1,176 @@
+"""PNG figures of an evaluation: g_ab(r), energy histograms, ESS against R, weight tails.
+
+Figures are drawn on `matplotlib.figure.Figure` with the Agg canvas directly (no pyplot, so
+no global backend state is touched) and saved atomically.
+"""
+
+import io
+import math
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .._io import atomic_write_bytes
+
+#: One colour per run (colour-blind-safe Okabe-Ito palette), the reference in black.
+COLORS = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442")
+REFERENCE_COLOR = "black"
+
+
+def run_color(index: int) -> str:
+    return COLORS[index % len(COLORS)]
+
+
+def _figure(width: float, height: float):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), dpi=110, layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _save(fig, path: str | os.PathLike) -> Path:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    return atomic_write_bytes(path, buffer.getvalue())
+
+
+def _grid(count: int, max_cols: int = 3) -> tuple[int, int]:
+    cols = min(count, max_cols)
+    return math.ceil(count / cols), cols
+
+
+def plot_rdf(
+    path: str | os.PathLike,
+    r: np.ndarray,
+    pair_names: Sequence[str],
+    reference: np.ndarray,
+    runs: Mapping[str, dict[str, Any]],
+) -> Path:
+    """`g_ab(r)`, one panel per species pair: reference (black), each run raw (dashed) and
+    reweighted (solid). `runs[label]` holds `"raw"` and `"reweighted"` (or `None`) arrays
+    `(num_pairs, num_bins)`."""
+    rows, cols = _grid(len(pair_names))
+    fig = _figure(4.2 * cols, 3.4 * rows)
+    axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).ravel()
+    for k, name in enumerate(pair_names):
+        ax = axes[k]
+        ax.plot(r, reference[k], color=REFERENCE_COLOR, lw=2.2, label="reference (MC)")
+        for i, (label, data) in enumerate(runs.items()):
+            color = run_color(i)
+            ax.plot(r, data["raw"][k], color=color, lw=1.2, ls="--", label=f"{label} raw")
+            if data.get("reweighted") is not None:
+                ax.plot(r, data["reweighted"][k], color=color, lw=1.6, label=f"{label} reweighted")
+        ax.axhline(1.0, color="0.7", lw=0.8, zorder=0)
+        ax.set_title(f"$g_{{{name}}}(r)$")
+        ax.set_xlabel("r")
+        ax.set_xlim(r[0] - 0.5 * (r[1] - r[0]), r[-1] + 0.5 * (r[1] - r[0]))
+        ax.set_ylim(bottom=0)
+    for ax in axes[len(pair_names) :]:
+        ax.set_visible(False)
+    axes[0].set_ylabel("g(r)  (ideal gas = 1)")
+    axes[0].legend(fontsize=7, loc="upper left")
+    return _save(fig, path)
+
+
+def plot_energy_histograms(
+    path: str | os.PathLike,
+    reference_edges: np.ndarray,
+    reference_density: np.ndarray,
+    runs: Mapping[str, dict[str, Any]],
+) -> Path:
+    """Per-particle energy histograms: one panel per run with the reference (grey fill), the
+    raw samples and the reweighted samples. `runs[label]` holds `"density"`,
+    `"density_reweighted"` (or `None`), `"num_above"`, `"num_below"`, `"num_samples"`."""
+    rows, cols = _grid(len(runs))
+    fig = _figure(4.4 * cols, 3.3 * rows)
+    axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False, sharex=True)).ravel()
+    centers = 0.5 * (reference_edges[1:] + reference_edges[:-1])
+    for i, (label, data) in enumerate(runs.items()):
+        ax = axes[i]
+        color = run_color(i)
+        ax.fill_between(
+            centers, reference_density, step="mid", color="0.75", label="reference (MC)"
+        )
+        ax.step(centers, data["density"], where="mid", color=color, ls="--", lw=1.3, label="raw")
+        if data.get("density_reweighted") is not None:
+            ax.step(
+                centers,
+                data["density_reweighted"],
+                where="mid",
+                color=color,
+                lw=1.8,
+                label="reweighted",
+            )
+        outside = data["num_above"] + data["num_below"]
+        share = outside / max(data["num_samples"], 1)
+        ax.set_title(f"{label}: {100 * share:.1f}% of raw samples off the axis", fontsize=9)
+        ax.set_xlabel("u = U / N")
+        ax.legend(fontsize=7)
+    for ax in axes[len(runs) :]:
+        ax.set_visible(False)
+    axes[0].set_ylabel("density")
+    return _save(fig, path)
+
+
+def plot_ess(path: str | os.PathLike, runs: Mapping[str, dict[str, Any]]) -> Path:
+    """ESS against the number of samples R (ESS of the first R samples), and ESS/R, log-log,
+    with the degenerate (ESS = 1, ESS/R = 1/R) and perfect (ESS = R) lines. `runs[label]`
+    holds `"R"` and `"ess"` sequences."""
+    fig = _figure(9.0, 3.6)
+    ax_ess, ax_frac = fig.subplots(1, 2)
+    r_max = max(max(d["R"]) for d in runs.values())
+    grid = np.geomspace(1, r_max, 100)
+    for ax, perfect, degenerate in (
+        (ax_ess, grid, np.ones_like(grid)),
+        (ax_frac, np.ones_like(grid), 1.0 / grid),
+    ):
+        ax.plot(grid, perfect, color="0.6", ls=":", lw=1.2, label="perfect (ESS = R)")
+        ax.plot(grid, degenerate, color="0.3", ls="--", lw=1.2, label="degenerate (ESS = 1)")
+    for i, (label, data) in enumerate(runs.items()):
+        R = np.asarray(data["R"], dtype=float)
+        ess = np.asarray(data["ess"], dtype=float)
+        ax_ess.plot(R, np.maximum(ess, 1e-300), "o-", ms=3, color=run_color(i), label=label)
+        ax_frac.plot(R, np.maximum(ess / R, 1e-300), "o-", ms=3, color=run_color(i), label=label)
+    for ax, ylabel in ((ax_ess, "ESS"), (ax_frac, "ESS / R")):
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("R (first R samples)")
+        ax.set_ylabel(ylabel)
+        ax.grid(True, which="major", color="0.9")
+    ax_frac.set_ylim(top=1.5)
+    ax_ess.legend(fontsize=7)
+    return _save(fig, path)
+
+
+def plot_weight_tail(path: str | os.PathLike, runs: Mapping[str, dict[str, Any]]) -> Path:
+    """Sorted normalised importance weights against their rank (log-log): a flat curve at
+    1/R is a perfect sampler, a steep drop means a few samples carry all the weight.
+    `runs[label]` holds `"weights"` (normalised) and `"khat"`, `"khat_status"`."""
+    fig = _figure(5.6, 3.8)
+    ax = fig.subplots()
+    for i, (label, data) in enumerate(runs.items()):
+        w = np.sort(np.asarray(data["weights"], dtype=float))[::-1]
+        rank = np.arange(1, w.size + 1)
+        positive = w > 0
+        khat = data.get("khat")
+        khat_text = "n/a" if khat is None or not np.isfinite(khat) else f"{khat:.2f}"
+        ax.plot(
+            rank[positive],
+            w[positive],
+            color=run_color(i),
+            lw=1.5,
+            label=f"{label} (k-hat {khat_text}, {data.get('khat_status', '')})",
+        )
+        ax.axhline(1.0 / w.size, color=run_color(i), ls=":", lw=0.9)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("rank of the weight")
+    ax.set_ylabel("normalised weight (dotted: 1/R)")
+    ax.set_title("weight tail", fontsize=10)
+    ax.legend(fontsize=7)
+    return _save(fig, path)
