@@ -2,11 +2,12 @@
 
 import enum
 import time
+from typing import Annotated
 
 import typer
 
 
-class Precision(str, enum.Enum):
+class Precision(enum.StrEnum):
     single = "32"
     double = "64"
     both = "both"
@@ -52,9 +53,7 @@ def _render(report, console) -> None:
             table.add_section()
             table.add_row(f"[bold]{group}[/bold]", *([""] * len(columns)))
             current = group
-        table.add_row(
-            f"  {law}", *(_cell(cells[col]) if col in cells else "-" for col in columns)
-        )
+        table.add_row(f"  {law}", *(_cell(cells[col]) if col in cells else "-" for col in columns))
     console.print(table)
     for note in report.notes:
         console.print(f"note: {note}")
@@ -71,12 +70,16 @@ def _render(report, console) -> None:
 
 
 def doctor(
-    precision: Precision = typer.Option(
-        Precision.both, "--precision", help="Floating precision(s) to check: 32, 64 or both."
-    ),
-    quick: bool = typer.Option(
-        False, "--quick", help="Fast smoke test: one entry per kind of manifold, fewer samples."
-    ),
+    precision: Annotated[
+        Precision,
+        typer.Option("--precision", help="Floating precision(s) to check: 32, 64 or both."),
+    ] = Precision.both,
+    quick: Annotated[
+        bool,
+        typer.Option(
+            "--quick", help="Fast smoke test: one entry per kind of manifold and a few actions."
+        ),
+    ] = False,
 ) -> None:
     """Print the JAX backend, devices and precision, then check every manifold and group-action
     law on them (exit code 0 if all pass, 1 otherwise)."""

@@ -2,6 +2,7 @@
 
 import sys
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
@@ -11,24 +12,43 @@ from ._errors import UserError
 def register(app: typer.Typer) -> None:
     @app.command("train")
     def train(
-        config: Path = typer.Option(
-            ..., "--config", "-c", help="TOML run configuration (see examples/configs/)."
-        ),
-        set_: list[str] = typer.Option(
-            None, "--set", help="Override a config value: section.key=value (repeatable)."
-        ),
-        resume: bool = typer.Option(
-            False, "--resume", help="Continue the run from the checkpoint in its run directory."
-        ),
-        run_dir: Path | None = typer.Option(
-            None, "--run-dir", help="Run directory (default: run_dir of the config)."
-        ),
-        data: Path | None = typer.Option(None, "--data", help="Dataset file (overrides \\[data] path)."),
-        epochs: int | None = typer.Option(None, "--epochs", help="Overrides \\[train] epochs."),
-        seed: int | None = typer.Option(None, "--seed", help="Overrides \\[train] seed."),
-        progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bar."),
+        config: Annotated[
+            Path,
+            typer.Option("--config", "-c", help="TOML run configuration (see examples/configs/)."),
+        ],
+        set_: Annotated[
+            list[str] | None,
+            typer.Option("--set", help="Override a config value: section.key=value (repeatable)."),
+        ] = None,
+        resume: Annotated[
+            bool,
+            typer.Option(
+                "--resume", help="Continue the run from the checkpoint in its run directory."
+            ),
+        ] = False,
+        run_dir: Annotated[
+            Path | None,
+            typer.Option("--run-dir", help="Run directory (default: run_dir of the config)."),
+        ] = None,
+        data: Annotated[
+            Path | None,
+            typer.Option("--data", help="Dataset file (overrides \\[data] path)."),
+        ] = None,
+        epochs: Annotated[
+            int | None, typer.Option("--epochs", help="Overrides \\[train] epochs.")
+        ] = None,
+        seed: Annotated[
+            int | None, typer.Option("--seed", help="Overrides \\[train] seed.")
+        ] = None,
+        progress: Annotated[
+            bool, typer.Option("--progress/--no-progress", help="Show a progress bar.")
+        ] = True,
     ) -> None:
-        """Train a vector field by flow matching (eRSI, eFM, RSI) on a dataset."""
+        """Train a vector field by flow matching (eRSI, eFM, RSI) on a dataset.
+
+        Writes the resolved config.toml, a manifest, run.json, checkpoints and metrics.jsonl
+        to the run directory; `manifold_flows.load_run(run_dir)` reads the model back.
+        """
         from manifold_flows._train.fit import TrainingDiverged
         from manifold_flows._train.from_config import (
             apply_overrides,

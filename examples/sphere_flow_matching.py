@@ -10,6 +10,7 @@ statistic (MMD) and by how many samples land in each blob.
 Run: python examples/sphere_flow_matching.py   (about a minute on a laptop CPU)
 """
 
+import functools
 import time
 
 import diffrax
@@ -25,6 +26,7 @@ WEIGHTS = jnp.array([0.5, 0.3, 0.2])
 SPREAD = 0.25  # standard deviation (radians) of each blob in its tangent plane
 
 
+@functools.partial(jax.jit, static_argnums=1)
 def sample_target(key, num: int):
     """Mixture of wrapped Gaussians: pick a centre, draw a tangent Gaussian, map by exp."""
     centres = jax.vmap(SPHERE.project)(CENTRES)

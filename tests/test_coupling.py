@@ -169,5 +169,5 @@ def test_errors_name_the_problem():
     with pytest.raises(ValueError, match="valid names"):
         mf.build_coupling("sinkhorn", TORUS)
     x0, x1 = _batch(0)
-    with pytest.raises(ValueError, match="jax.vmap"):
+    with pytest.raises(ValueError, match=r"jax\.vmap"):
         COUPLINGS["torus"](x0, x1, None)  # a batch passed as one pair

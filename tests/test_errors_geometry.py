@@ -72,7 +72,9 @@ def test_particle_space_rejects_bad_arguments():
 )
 def test_wrong_trailing_dimension_and_rank(manifold, name):
     (m,) = manifold.point_shape
-    with pytest.raises(ValueError, match=rf"{name}.*must have shape \({m},\).*got shape \({m + 1},\)"):
+    with pytest.raises(
+        ValueError, match=rf"{name}.*must have shape \({m},\).*got shape \({m + 1},\)"
+    ):
         manifold.check(jnp.zeros(m + 1))
     with pytest.raises(ValueError, match=r"rank 0 instead of 1"):
         manifold.check(jnp.zeros(()))
@@ -132,7 +134,9 @@ def test_nan_coordinates_fail_under_plain_jax_jit():
 def test_point_off_the_sphere_fails_under_jit():
     sphere = Sphere(2)
     checked = eqx.filter_jit(sphere.check)
-    with pytest.raises(RuntimeError, match=r"off the unit sphere.*normalise it with Sphere.project"):
+    with pytest.raises(
+        RuntimeError, match=r"off the unit sphere.*normalise it with Sphere.project"
+    ):
         jax.block_until_ready(checked(jnp.array([0.0, 0.0, 1.1])))
     # Within the tolerance of the dtype (sqrt(eps)), a point passes.
     near = jnp.array([0.0, 0.0, 1.0 + 1e-12])

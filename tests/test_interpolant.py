@@ -214,7 +214,7 @@ def test_torus_interpolants_commute_with_the_symmetry_group(seed, t):
 
 
 def test_structural_errors_name_the_problem():
-    x0, x1, z = _pair("torus", 0)
+    x0, x1, _ = _pair("torus", 0)
     with pytest.raises(ValueError, match="needs latent noise"):
         mf.StochasticInterpolant(TORUS).interpolate(0.5, x0, x1)
     # (mismatched shapes are also caught by the jaxtyping annotations under the test hook;

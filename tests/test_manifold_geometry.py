@@ -192,7 +192,9 @@ def test_sphere_project_and_tangent_projection():
         x = sphere.project(a)
         return x, sphere.project(0.0 * a), sphere.project_tangent(x, w)
 
-    x, zero, v = (np.asarray(r) for r in run(jnp.array([3.0, 0.0, 4.0]), jnp.array([1.0, 2.0, 3.0])))
+    x, zero, v = (
+        np.asarray(r) for r in run(jnp.array([3.0, 0.0, 4.0]), jnp.array([1.0, 2.0, 3.0]))
+    )
     np.testing.assert_allclose(x, [0.6, 0.0, 0.8])
     np.testing.assert_array_equal(zero, [1.0, 0.0, 0.0])
     np.testing.assert_allclose(v @ x, 0.0, atol=1e-15)

@@ -33,8 +33,8 @@ from manifold_flows.testing import (
     manifold_registry,
     random_point,
     random_tangent,
+    strategies as mst,
 )
-from manifold_flows.testing import strategies as mst
 
 # ----------------------------------------------------------------------------- broken manifolds
 
@@ -356,7 +356,6 @@ def test_points_and_tangent_vectors_from_the_kit(manifold, seed):
 @given(xv=mst.tangent_vectors(REGISTRY["sphere_2"], max_norm=0.5))
 def test_tangent_vector_strategy(xv):
     x, v = xv
-    sphere = REGISTRY["sphere_2"]
     assert x.shape == v.shape == (3,)
     assert abs(float(jnp.dot(x, v))) < 1e-12 and float(jnp.linalg.norm(v)) < 0.5
 
@@ -383,8 +382,13 @@ def test_strategy_arguments_are_checked():
         mst.manifolds(["klein_bottle"])
     with pytest.raises(ValueError, match=r"must be integers of shape \(4,\)"):
         mst.configurations(SPACE, species=jnp.zeros(3, dtype=jnp.int32))
-    fixed = mst.configurations(SPACE, species=SPECIES)
-    positions, species = fixed.example()
+
+
+@settings(max_examples=2)
+@given(config=mst.configurations(SPACE, species=SPECIES))
+def test_configuration_strategy_with_fixed_species(config):
+    positions, species = config
+    assert positions.shape == (4, 2)
     np.testing.assert_array_equal(species, SPECIES)
 
 

@@ -54,20 +54,22 @@ def make_dataset(num=96, seed=0):
     rng = np.random.default_rng(seed)
     sites = np.array([[0.3, 0.4], [1.2, 0.5], [0.6, 1.5], [1.6, 1.4]])
     positions = sites[None] + 0.05 * rng.normal(size=(num, N, D))
-    return mf.Dataset(positions, SPECIES, ("A", "B"), np.full(D, BOX), temperature=1.0,
-                      system="toy")
+    return mf.Dataset(
+        positions, SPECIES, ("A", "B"), np.full(D, BOX), temperature=1.0, system="toy"
+    )
 
 
-STRATEGIES = dict(
-    interpolant=mf.GeodesicInterpolant(TORUS), coupling=mf.SpeciesOTCoupling(TORUS)
-)
+STRATEGIES = dict(interpolant=mf.GeodesicInterpolant(TORUS), coupling=mf.SpeciesOTCoupling(TORUS))
 # The tests share one optimiser setting, batch size and strategies, so the jitted training step
 # compiles once for the whole module.
 CONFIG = mf.TrainConfig(lr=1e-2, batch_size=12, epochs=8, val_fraction=0.25, log_every=3)
 
 
 def trees_equal(a, b) -> bool:
-    la, lb = jax.tree.leaves(eqx.filter(a, eqx.is_array)), jax.tree.leaves(eqx.filter(b, eqx.is_array))
+    la, lb = (
+        jax.tree.leaves(eqx.filter(a, eqx.is_array)),
+        jax.tree.leaves(eqx.filter(b, eqx.is_array)),
+    )
     return len(la) == len(lb) and all(np.array_equal(x, y) for x, y in zip(la, lb, strict=True))
 
 
@@ -86,7 +88,8 @@ def test_flow_matching_loss_is_the_mean_squared_velocity_error():
     # evaluate_loss over padded chunks equals the one-batch loss
     np.testing.assert_allclose(
         mf.evaluate_loss(ConstantField(other), interp, x0, x1, t, None, batch_size=2),
-        loss, rtol=1e-12,
+        loss,
+        rtol=1e-12,
     )
 
 
@@ -95,8 +98,12 @@ def test_flow_matching_loss_is_the_mean_squared_velocity_error():
 def trained(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("run")
     result = mf.fit(
-        TinyField(jax.random.key(1)), make_dataset(), config=CONFIG, run_dir=run_dir,
-        progress=False, **STRATEGIES,
+        TinyField(jax.random.key(1)),
+        make_dataset(),
+        config=CONFIG,
+        run_dir=run_dir,
+        progress=False,
+        **STRATEGIES,
     )
     return result, run_dir
 
@@ -105,18 +112,25 @@ def test_validation_loss_decreases_on_a_tiny_problem(trained):
     result, _ = trained
     assert result.initial_val_loss is not None and result.val_loss is not None
     assert result.val_loss < 0.6 * result.initial_val_loss, (
-        result.initial_val_loss, result.val_loss)
+        result.initial_val_loss,
+        result.val_loss,
+    )
     assert int(result.state.step) == result.total_steps == 8 * 6
 
 
 def test_run_directory_layout_and_metrics(trained):
     result, run_dir = trained
     assert {p.name for p in run_dir.iterdir()} >= {
-        "run.json", "checkpoint.eqx", "checkpoint.json", "metrics.jsonl"}
+        "run.json",
+        "checkpoint.eqx",
+        "checkpoint.json",
+        "metrics.jsonl",
+    }
     assert not list(run_dir.glob(".*partial"))
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert records[0]["step"] == 0 and records[0]["val_loss"] == pytest.approx(
-        result.initial_val_loss)
+        result.initial_val_loss
+    )
     steps = [r["step"] for r in records]
     assert steps == sorted(set(steps)) and steps[-1] == result.total_steps
     for r in records[1:]:
@@ -144,7 +158,7 @@ def test_load_run_reads_back_ema_and_raw_weights(trained):
 
 
 def test_load_run_says_how_to_make_a_run(tmp_path, trained):
-    with pytest.raises(FileNotFoundError, match="does not exist.*mflows train"):
+    with pytest.raises(FileNotFoundError, match=r"does not exist.*mflows train"):
         mf.load_run(tmp_path / "nowhere")
     with pytest.raises(FileNotFoundError, match="not a training run directory"):
         mf.load_run(tmp_path)
@@ -157,8 +171,14 @@ def test_load_run_says_how_to_make_a_run(tmp_path, trained):
 def test_existing_run_needs_resume(trained):
     _, run_dir = trained
     with pytest.raises(FileExistsError, match="resume"):
-        mf.fit(TinyField(jax.random.key(1)), make_dataset(), run_dir=run_dir, progress=False,
-               config=mf.TrainConfig(batch_size=12, epochs=1, val_fraction=0.25), **STRATEGIES)
+        mf.fit(
+            TinyField(jax.random.key(1)),
+            make_dataset(),
+            run_dir=run_dir,
+            progress=False,
+            config=mf.TrainConfig(batch_size=12, epochs=1, val_fraction=0.25),
+            **STRATEGIES,
+        )
 
 
 # ------------------------------------------------------------------------------ resume
@@ -166,20 +186,35 @@ def test_interrupted_then_resumed_run_equals_uninterrupted(tmp_path):
     data = make_dataset()
     field = TinyField(jax.random.key(2))
     config = CONFIG.replace(epochs=2, checkpoint_every=4, log_every=1, seed=3)
-    straight = mf.fit(field, data, config=config, run_dir=tmp_path / "a", progress=False,
-                      **STRATEGIES)
+    straight = mf.fit(
+        field, data, config=config, run_dir=tmp_path / "a", progress=False, **STRATEGIES
+    )
 
     def interrupt(record):
         if record["step"] == 7:  # mid-epoch, after the step-4 checkpoint
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        mf.fit(field, data, config=config, run_dir=tmp_path / "b", progress=False,
-               callback=interrupt, **STRATEGIES)
+        mf.fit(
+            field,
+            data,
+            config=config,
+            run_dir=tmp_path / "b",
+            progress=False,
+            callback=interrupt,
+            **STRATEGIES,
+        )
     partial = mf.load_run(tmp_path / "b", like=field)
     assert partial.step == 7  # the interrupt checkpointed the state it had reached
-    resumed = mf.fit(field, data, config=config, run_dir=tmp_path / "b", resume=True,
-                     progress=False, **STRATEGIES)
+    resumed = mf.fit(
+        field,
+        data,
+        config=config,
+        run_dir=tmp_path / "b",
+        resume=True,
+        progress=False,
+        **STRATEGIES,
+    )
     assert int(resumed.state.step) == int(straight.state.step) == config.epochs * 6
     assert trees_equal(resumed.state, straight.state)  # params, EMA, optimiser state, key: bitwise
 
@@ -191,16 +226,31 @@ def test_interrupted_then_resumed_run_equals_uninterrupted(tmp_path):
 
     # a changed setting is refused rather than silently mixed into the run
     with pytest.raises(ValueError, match="lr"):
-        mf.fit(field, data, config=config.replace(lr=3e-2), run_dir=tmp_path / "b",
-               resume=True, progress=False, **STRATEGIES)
+        mf.fit(
+            field,
+            data,
+            config=config.replace(lr=3e-2),
+            run_dir=tmp_path / "b",
+            resume=True,
+            progress=False,
+            **STRATEGIES,
+        )
 
 
 def test_augmentation_moves_each_data_point_within_its_symmetry_orbit():
     species = jnp.asarray(SPECIES)
     x1 = jnp.asarray(make_dataset(num=8).positions)
-    draw = jax.jit(lambda k, x: mf.sample_pairs(
-        k, x, species, interpolant=STRATEGIES["interpolant"], coupling=mf.IndependentCoupling(),
-        base=mf.ParticleSpace(TORUS, N), group=mf.full_symmetry_group(TORUS, species)))
+    draw = jax.jit(
+        lambda k, x: mf.sample_pairs(
+            k,
+            x,
+            species,
+            interpolant=STRATEGIES["interpolant"],
+            coupling=mf.IndependentCoupling(),
+            base=mf.ParticleSpace(TORUS, N),
+            group=mf.full_symmetry_group(TORUS, species),
+        )
+    )
     x0, y1, t, z = draw(jax.random.key(0), x1)
     assert z is None and bool(jnp.all((t >= 0) & (t < 1)))
     assert bool(jnp.all((x0 >= 0) & (x0 < BOX)))
@@ -217,12 +267,19 @@ def test_augmentation_moves_each_data_point_within_its_symmetry_orbit():
 def test_nan_step_leaves_the_state_unchanged():
     data = make_dataset(num=12)
     opt = mf.make_optimizer(CONFIG, 48)
-    state = mf.init_train_state(TinyField(jax.random.key(0)), opt, key=jax.random.key(0),
-                                dtype=jnp.float32)
+    state = mf.init_train_state(
+        TinyField(jax.random.key(0)), opt, key=jax.random.key(0), dtype=jnp.float32
+    )
     x1 = jnp.asarray(data.positions, dtype=jnp.float32).at[0, 0, 0].set(jnp.nan)
     new, out = mf.train_step(
-        state, x1, jnp.asarray(SPECIES), optimizer=opt, ema_decay=CONFIG.ema_decay, group=None,
-        base=mf.ParticleSpace(TORUS, N), **STRATEGIES,
+        state,
+        x1,
+        jnp.asarray(SPECIES),
+        optimizer=opt,
+        ema_decay=CONFIG.ema_decay,
+        group=None,
+        base=mf.ParticleSpace(TORUS, N),
+        **STRATEGIES,
     )
     assert not math.isfinite(float(out["loss"]))
     assert int(new.step) == 1
@@ -241,14 +298,15 @@ def test_nan_loss_stops_with_a_clear_error_and_keeps_the_last_checkpoint(tmp_pat
     monkeypatch.setattr(fit_module, "train_step", poisoned)
     config = CONFIG.replace(epochs=2, checkpoint_every=4)
     field = TinyField(jax.random.key(1))
-    with pytest.raises(mf.TrainingDiverged, match="diverged at step 6.*step 4") as info:
-        mf.fit(field, make_dataset(), config=config, run_dir=tmp_path, progress=False,
-               **STRATEGIES)
+    with pytest.raises(mf.TrainingDiverged, match=r"diverged at step 6.*step 4") as info:
+        mf.fit(field, make_dataset(), config=config, run_dir=tmp_path, progress=False, **STRATEGIES)
     assert info.value.step == 6 and info.value.checkpoint_step == 4
     run = mf.load_run(tmp_path, like=field)
     assert run.step == 4
-    assert all(math.isfinite(float(jnp.max(jnp.abs(leaf))))
-               for leaf in jax.tree.leaves(eqx.filter(run.field, eqx.is_array)))
+    assert all(
+        math.isfinite(float(jnp.max(jnp.abs(leaf))))
+        for leaf in jax.tree.leaves(eqx.filter(run.field, eqx.is_array))
+    )
     last = json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[-1])
     assert last["diverged"] is True and last["step"] == 6
 
@@ -281,15 +339,21 @@ def test_bad_inputs_fail_before_training(tmp_path):
         mf.fit(field, data, config=mf.TrainConfig(batch_size=64), progress=False, **STRATEGIES)
     other = mf.FlatTorus(3.0, dim=2)
     with pytest.raises(ValueError, match="box"):
-        mf.fit(field, data, interpolant=mf.GeodesicInterpolant(other),
-               coupling=mf.IndependentCoupling(), config=mf.TrainConfig(batch_size=4),
-               progress=False)
+        mf.fit(
+            field,
+            data,
+            interpolant=mf.GeodesicInterpolant(other),
+            coupling=mf.IndependentCoupling(),
+            config=mf.TrainConfig(batch_size=4),
+            progress=False,
+        )
     empty = mf.Dataset(np.zeros((0, N, D)), SPECIES, ("A", "B"), np.full(D, BOX))
     with pytest.raises(ValueError, match="empty"):
         mf.fit(field, empty, config=mf.TrainConfig(batch_size=4), progress=False, **STRATEGIES)
     with pytest.raises(ValueError, match="cannot take the dataset"):
-        bigger = mf.Dataset(np.zeros((16, 6, D)), np.array([0, 0, 0, 1, 1, 1]), ("A", "B"),
-                            np.full(D, BOX))
+        bigger = mf.Dataset(
+            np.zeros((16, 6, D)), np.array([0, 0, 0, 1, 1, 1]), ("A", "B"), np.full(D, BOX)
+        )
         mf.fit(field, bigger, config=mf.TrainConfig(batch_size=4), progress=False, **STRATEGIES)
     with pytest.raises(ValueError, match="schedule"):
         mf.TrainConfig(schedule="linear")

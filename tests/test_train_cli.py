@@ -18,8 +18,17 @@ CONFIGS = Path(__file__).resolve().parents[1] / "examples" / "configs"
 L10 = 4.472136  # ipl-n10 box
 SPECIES10 = np.array([0] * 5 + [1] * 5)
 # Small enough to compile and train in seconds.
-TINY = ["--set", "model.width=4", "--set", "model.depth=1", "--set", "train.batch_size=8",
-        "--set", "train.log_every=2", "--no-progress"]
+TINY = [
+    "--set",
+    "model.width=4",
+    "--set",
+    "model.depth=1",
+    "--set",
+    "train.batch_size=8",
+    "--set",
+    "train.log_every=2",
+    "--no-progress",
+]
 
 
 def run_cli(args, capsys, monkeypatch):
@@ -34,8 +43,9 @@ def ipl10_dataset(num=40, seed=0, **kwargs):
     rng = np.random.default_rng(seed)
     kwargs.setdefault("temperature", 0.1)
     kwargs.setdefault("system", "ipl-n10")
-    return mf.Dataset(rng.uniform(0, L10, (num, 10, 2)), SPECIES10, ("A", "B"),
-                      np.full(2, L10), **kwargs)
+    return mf.Dataset(
+        rng.uniform(0, L10, (num, 10, 2)), SPECIES10, ("A", "B"), np.full(2, L10), **kwargs
+    )
 
 
 @pytest.fixture(scope="module")
@@ -43,11 +53,20 @@ def data_file(tmp_path_factory):
     return ipl10_dataset().save(tmp_path_factory.mktemp("data") / "ipl10.npz")
 
 
-def test_train_happy_path_writes_a_complete_run_and_resumes(tmp_path, data_file, capsys,
-                                                            monkeypatch):
+def test_train_happy_path_writes_a_complete_run_and_resumes(
+    tmp_path, data_file, capsys, monkeypatch
+):
     run_dir = tmp_path / "run"
-    base = ["train", "--config", CONFIGS / "ersi_ipl_n10.toml", "--data", data_file,
-            "--run-dir", run_dir, *TINY]
+    base = [
+        "train",
+        "--config",
+        CONFIGS / "ersi_ipl_n10.toml",
+        "--data",
+        data_file,
+        "--run-dir",
+        run_dir,
+        *TINY,
+    ]
     code, out, err = run_cli([*base, "--epochs", "2"], capsys, monkeypatch)
     assert code == 0, err
     assert "validation loss" in out and str(run_dir) in out
@@ -65,8 +84,9 @@ def test_train_happy_path_writes_a_complete_run_and_resumes(tmp_path, data_file,
     assert run.temperature == 0.1 and run.num_particles == 10
     steps_per_epoch = (40 - 4) // 8
     assert run.step == 2 * steps_per_epoch
-    v = run.field(0.5, jax.numpy.asarray(ipl10_dataset(num=1).positions[0],
-                                    dtype=run.dtype), run.species)
+    v = run.field(
+        0.5, jax.numpy.asarray(ipl10_dataset(num=1).positions[0], dtype=run.dtype), run.species
+    )
     assert v.shape == (10, 2) and bool(jax.numpy.all(jax.numpy.isfinite(v)))
 
     # a second run into the same directory must say --resume; --resume continues it
@@ -103,17 +123,28 @@ def _bad_npz(path: Path, positions: np.ndarray) -> Path:
         (["--data", "EMPTY"], "empty"),
     ],
 )
-def test_bad_input_is_one_line_and_no_compute(extra, message, tmp_path, data_file, capsys,
-                                               monkeypatch):
+def test_bad_input_is_one_line_and_no_compute(
+    extra, message, tmp_path, data_file, capsys, monkeypatch
+):
     replacements = {
-        "NONFINITE": _bad_npz(tmp_path / "nan.npz",
-                              np.where(np.arange(20 * 10 * 2).reshape(20, 10, 2) == 7, np.nan,
-                                       1.0)),
+        "NONFINITE": _bad_npz(
+            tmp_path / "nan.npz",
+            np.where(np.arange(20 * 10 * 2).reshape(20, 10, 2) == 7, np.nan, 1.0),
+        ),
         "EMPTY": _bad_npz(tmp_path / "empty.npz", np.zeros((0, 10, 2))),
     }
     extra = [replacements.get(str(a), a) for a in extra]
-    args = ["train", "--config", CONFIGS / "ersi_ipl_n10.toml", "--data", data_file,
-            "--run-dir", tmp_path / "run", *TINY, *extra]
+    args = [
+        "train",
+        "--config",
+        CONFIGS / "ersi_ipl_n10.toml",
+        "--data",
+        data_file,
+        "--run-dir",
+        tmp_path / "run",
+        *TINY,
+        *extra,
+    ]
     code, _, err = run_cli(args, capsys, monkeypatch)
     assert code == 2
     lines = err.strip().splitlines()
@@ -150,8 +181,21 @@ def test_every_example_config_is_valid():
 def test_baseline_configs_run_end_to_end(method, tmp_path, data_file, capsys, monkeypatch):
     run_dir = tmp_path / method
     code, _, err = run_cli(
-        ["train", "--config", CONFIGS / f"{method}_ipl_n10.toml", "--data", data_file,
-         "--run-dir", run_dir, *TINY, "--epochs", "1"], capsys, monkeypatch)
+        [
+            "train",
+            "--config",
+            CONFIGS / f"{method}_ipl_n10.toml",
+            "--data",
+            data_file,
+            "--run-dir",
+            run_dir,
+            *TINY,
+            "--epochs",
+            "1",
+        ],
+        capsys,
+        monkeypatch,
+    )
     assert code == 0, err
     run = mf.load_run(run_dir)
     assert run.space.manifold == (mf.Euclidean(2) if method == "efm" else run.torus)

@@ -26,10 +26,10 @@ class AbstractCoupling(eqx.Module):
     @abc.abstractmethod
     def __call__(
         self,
-        x0: Float[Array, "n *d"],
-        x1: Float[Array, "n *d"],
+        x0: Float[Array, " n *d"],
+        x1: Float[Array, " n *d"],
         species: Int[Array, " n"] | None,
-    ) -> tuple[Float[Array, "n *d"], Float[Array, "n *d"]]:
+    ) -> tuple[Float[Array, " n *d"], Float[Array, " n *d"]]:
         """Pair `x0` with (a symmetric image of) `x1`.
 
         **Arguments:**
@@ -47,7 +47,7 @@ class AbstractCoupling(eqx.Module):
 
 
 def transport_cost(
-    manifold: AbstractManifold, x0: Float[Array, "n *d"], x1: Float[Array, "n *d"]
+    manifold: AbstractManifold, x0: Float[Array, " n *d"], x1: Float[Array, " n *d"]
 ) -> Float[Array, ""]:
     """The transport cost of the pairing `i -> i`: `sum_i dist(x0_i, x1_i)^2` on `manifold`
     (a single-particle manifold, or the `ParticleSpace` it lives in)."""

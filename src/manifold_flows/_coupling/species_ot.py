@@ -33,7 +33,7 @@ def _assign_host(cost: ArrayLike, species: ArrayLike) -> tuple[np.ndarray, np.nd
         key = species[b].tobytes()
         blocks = blocks_cache.get(key)
         if blocks is None:
-            blocks = [np.flatnonzero(species[b] == s) for s in np.unique(species[b])]
+            blocks = [np.arange(n)]
             blocks_cache[key] = blocks
         best_cost, best_perm, best_g = np.inf, None, 0
         for g in range(k):
@@ -119,7 +119,7 @@ class SpeciesOTCoupling(AbstractCoupling):
         return jax.vmap(lambda g: self.point_group.act(g, x1))(self.point_group.elements())
 
     def cost_matrices(
-        self, x0: Float[Array, "n *d"], x1: Float[Array, "n *d"]
+        self, x0: Float[Array, " n *d"], x1: Float[Array, " n *d"]
     ) -> tuple[Float[Array, "k n n"], Float[Array, "k n *d"]]:
         """The candidate images `x1_g` (`k` of them; `k = 1` without a point group) and the
         cost matrices `C[g, i, j] = dist(x0_i, x1_g[j])^2`."""
@@ -129,10 +129,10 @@ class SpeciesOTCoupling(AbstractCoupling):
 
     def __call__(
         self,
-        x0: Float[Array, "n *d"],
-        x1: Float[Array, "n *d"],
+        x0: Float[Array, " n *d"],
+        x1: Float[Array, " n *d"],
         species: Int[Array, " n"] | None,
-    ) -> tuple[Float[Array, "n *d"], Float[Array, "n *d"]]:
+    ) -> tuple[Float[Array, " n *d"], Float[Array, " n *d"]]:
         x0, x1 = jnp.asarray(x0), jnp.asarray(x1)
         if x0.shape != x1.shape or x0.ndim != len(self.manifold.point_shape) + 1:
             raise ValueError(

@@ -1,5 +1,9 @@
 from .angle_mlp import AngleMLP as AngleMLP
 from .base import AbstractVectorField as AbstractVectorField
+from .batch import (
+    DEFAULT_CHUNK_SIZE as DEFAULT_CHUNK_SIZE,
+    evaluate_batch as evaluate_batch,
+)
 from .build import (
     FIELD_NAMES as FIELD_NAMES,
     build_field as build_field,
@@ -9,6 +13,7 @@ from .euclidean_egnn import EuclideanEGNN as EuclideanEGNN
 from .torus_egnn import TorusEGNN as TorusEGNN
 
 __all__ = [
+    "DEFAULT_CHUNK_SIZE",
     "FIELD_NAMES",
     "AbstractVectorField",
     "AngleMLP",
@@ -16,4 +21,5 @@ __all__ = [
     "TorusEGNN",
     "build_field",
     "count_parameters",
+    "evaluate_batch",
 ]

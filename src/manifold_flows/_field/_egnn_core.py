@@ -10,10 +10,16 @@ features; the edge tensors are `(n, n, H)`, and under `jax.vmap` over a batch `(
 with `H` the fastest axis. The first edge layer acts on `concat(h_i, h_j, r_ij, a_ij)`; it is
 evaluated as `W_i h_i + W_j h_j + w_r r_ij + w_a a_ij + b`: two `(n, H) x (H, H)` products
 and one broadcast sum that XLA fuses with the following SiLU into a single loop, instead of an
-`(n^2, 2H + 2) x (2H + 2, H)` product on a materialised concatenation. The attention logit is
-computed in the same matrix product as the first layer of `phi_x` (one `(H, H + 1)` weight),
-so the gated message is never materialised: the gate is a per-edge scalar that factors out of
-every linear map that follows it.
+`(n^2, 2H + 2) x (2H + 2, H)` product on a materialised concatenation. The attention gate is
+a per-edge scalar that factors out of every linear map after it, so the gated messages are
+never materialised, and the per-node sums over j are contractions (`einsum`), which XLA emits
+as dots rather than as slower strided reductions.
+
+Beyond the layout, what decides the speed on a CPU is memory traffic: at the paper's size a
+batch of 256 configurations makes every edge tensor 63 MB, far larger than the caches, and the
+backward pass reads and writes dozens of them. `evaluate_batch` therefore evaluates a batch in
+small chunks under `jax.checkpoint`, so that each chunk's edge tensors stay in cache in the
+forward and in the backward pass (see `benchmarks/README.md` for the measurements).
 """
 
 from collections.abc import Callable
@@ -115,12 +121,14 @@ class EGNNLayer(eqx.Module):
             gate = mask
             c = _linear(m, self.coord1)
         else:
-            # One product gives the first coord layer and the attention logit; the gate is a
-            # per-edge scalar, so coord1(gate * m) = gate * (W m) + b.
-            w = jnp.concatenate([self.coord1.weight, self.attention.weight], axis=0)
-            p = m @ w.T
-            gate = jax.nn.sigmoid(p[..., H] + self.attention.bias[0]) * mask
-            c = gate[..., None] * p[..., :H] + _row(self.coord1.bias, 3)
+            # The gate is a per-edge scalar, so it factors out of the linear maps that follow:
+            # coord1(gate * m) = gate * (W m) + b, and sum_j gate * m is one contraction. The
+            # gated messages are never materialised. (A fused (H, H + 1) product for W and the
+            # attention logit writes less in the forward pass but costs more in the backward
+            # pass, whose slicing pads a 33-wide minor axis.)
+            logit = m @ self.attention.weight[0] + self.attention.bias[0]
+            gate = jax.nn.sigmoid(logit) * mask
+            c = gate[..., None] * (m @ self.coord1.weight.T) + _row(self.coord1.bias, 3)
         coef = jax.nn.silu(c) @ self.coord2[0]  # (n, n)
         if coord_scale is not None:
             coef = coord_scale * jnp.tanh(coef)

@@ -121,9 +121,7 @@ def check_noise(owner: str, z: Array | None, x0: Array) -> Array:
         )
     z = jnp.asarray(z)
     if z.shape != x0.shape:
-        raise ValueError(
-            f"{owner}: noise `z` must have the shape of x0 {x0.shape}; got {z.shape}."
-        )
+        raise ValueError(f"{owner}: noise `z` must have the shape of x0 {x0.shape}; got {z.shape}.")
     return z.astype(x0.dtype)
 
 

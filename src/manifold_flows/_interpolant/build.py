@@ -37,7 +37,9 @@ def build_interpolant(
     if name == "linear":
         return LinearInterpolant()
     if manifold is None:
-        raise ValueError(f"interpolant {name!r} needs the manifold (e.g. the FlatTorus of the box).")
+        raise ValueError(
+            f"interpolant {name!r} needs the manifold (e.g. the FlatTorus of the box)."
+        )
     if name == "geodesic":
         return GeodesicInterpolant(manifold)
     return StochasticInterpolant(manifold, scale=gamma_scale, schedule=gamma_schedule)

@@ -30,9 +30,7 @@ def check_point_array(
             hint = f" It has rank {x.ndim} instead of {len(shape)}."
         else:
             hint = ""
-        raise ValueError(
-            f"{what} must have shape {shape} ({meaning}); got shape {x.shape}.{hint}"
-        )
+        raise ValueError(f"{what} must have shape {shape} ({meaning}); got shape {x.shape}.{hint}")
     if not jnp.issubdtype(x.dtype, jnp.floating):
         raise TypeError(
             f"{what} must be a floating-point array; got dtype {x.dtype}. Convert it with "

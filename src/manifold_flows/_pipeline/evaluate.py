@@ -107,16 +107,18 @@ def _check_energy_convention(
             m = min(ref.num_samples, _ENERGY_CHECK_FRAMES)
             mine = system_energies(system, ref.positions[:m], ref.species, block=m)
             theirs = ref.energy[:m]
-            err = float(np.max(np.abs(mine - theirs)))
-            bound = 1e-5 * float(np.max(np.abs(theirs))) + 1e-6 * ref.num_particles
+            diff = np.abs(mine - theirs)
+            # Files store energies to ~1e-6 per particle (e.g. the atooms headers): allow that
+            # plus a relative 1e-6, frame by frame.
+            bound = 1e-6 * np.abs(theirs) + 1e-5 * ref.num_particles
             checked[key] = {
                 "checked": True,
                 "system": name,
                 "images": images,
                 "frames": m,
-                "max_abs_diff": err,
-                "tolerance": bound,
-                "passed": bool(err <= bound),
+                "max_abs_diff": float(np.max(diff)),
+                "tolerance": "1e-6 |U| + 1e-5 N per frame",
+                "passed": bool(np.all(diff <= bound)),
             }
     result = checked[key]
     if result.get("checked") and not result["passed"]:

@@ -153,7 +153,9 @@ class ModelConfig:
         object.__setattr__(self, "width", _check_int("ModelConfig", "width", self.width, 1))
         object.__setattr__(self, "depth", _check_int("ModelConfig", "depth", self.depth, 1))
         if not isinstance(self.attention, (bool, np.bool_)):
-            raise ValueError(f"ModelConfig.attention must be true or false; got {self.attention!r}.")
+            raise ValueError(
+                f"ModelConfig.attention must be true or false; got {self.attention!r}."
+            )
         object.__setattr__(self, "attention", bool(self.attention))
 
     def build(self, torus, num_particles: int, num_species: int, *, key, dtype=None):

@@ -166,9 +166,10 @@ def _check_resume(saved: dict[str, Any], new: dict[str, Any], run_dir: Path) -> 
             f"cannot resume the run in {run_dir}: training option(s) {', '.join(diff)} differ "
             "from the saved run; only epochs, log_every and checkpoint_every may change."
         )
-    if saved["train"]["epochs"] != new["train"]["epochs"] and new["train"]["schedule"] != "constant":
+    schedule = new["train"]["schedule"]
+    if saved["train"]["epochs"] != new["train"]["epochs"] and schedule != "constant":
         raise ValueError(
-            f"cannot change epochs when resuming the run in {run_dir}: its {new['train']['schedule']} "
+            f"cannot change epochs when resuming the run in {run_dir}: its {schedule} "
             "learning-rate schedule depends on the total number of steps."
         )
 
@@ -191,7 +192,7 @@ def fit(
     *,
     interpolant: AbstractInterpolant,
     coupling: AbstractCoupling,
-    config: TrainConfig = TrainConfig(),
+    config: TrainConfig | None = None,
     key: PRNGKeyArray | None = None,
     run_dir=None,
     resume: bool = False,
@@ -218,7 +219,7 @@ def fit(
     - `dataset`: the training data (`manifold_flows.Dataset`).
     - `interpolant`, `coupling`: strategy objects (e.g. `GeodesicInterpolant(torus)`,
       `SpeciesOTCoupling(torus)`).
-    - `config`: a `TrainConfig`.
+    - `config`: a `TrainConfig` (default: `TrainConfig()`).
     - `key`: the run's PRNG key (default `jax.random.key(config.seed)`). A resumed run uses
       the key saved in its run directory.
     - `run_dir`: where to write `run.json`, checkpoints and `metrics.jsonl` (none if `None`).
@@ -238,6 +239,7 @@ def fit(
     `ValueError`/`TypeError` for inconsistent inputs (before any training compute),
     `FileExistsError` (see `resume`), `TrainingDiverged` when the loss becomes NaN/inf.
     """
+    config = TrainConfig() if config is None else config
     _check_inputs(dataset, interpolant, coupling, config)
     run_dir = None if run_dir is None else Path(run_dir)
     dtype = jnp.dtype(config.dtype)
@@ -320,9 +322,7 @@ def fit(
         last_ckpt_step = int(state.step)
     if run_dir is not None:
         write_json(run_dir / RUN_INFO, info)
-    metrics = MetricsLog(
-        None if run_dir is None else run_dir / METRICS, resume_step=last_ckpt_step
-    )
+    metrics = MetricsLog(None if run_dir is None else run_dir / METRICS, resume_step=last_ckpt_step)
 
     # ---- data on the device; a fixed validation draw
     train_x = jnp.asarray(dataset.positions[train_idx], dtype=dtype)
@@ -395,8 +395,13 @@ def fit(
             loss, grad_norm = float(out["loss"]), float(out["grad_norm"])
             if not (math.isfinite(loss) and math.isfinite(grad_norm)):
                 metrics.write(
-                    {"step": step + 1, "epoch": epoch + 1, "loss": loss, "grad_norm": grad_norm,
-                     "diverged": True}
+                    {
+                        "step": step + 1,
+                        "epoch": epoch + 1,
+                        "loss": loss,
+                        "grad_norm": grad_norm,
+                        "diverged": True,
+                    }
                 )
                 where = (
                     f"the last good checkpoint (step {last_ckpt_step}) in {run_dir} was kept"

@@ -124,7 +124,9 @@ def dump_toml(config: dict[str, Any]) -> str:
             return "[" + ", ".join(value(x) for x in v) + "]"
         raise TypeError(f"cannot write {type(v).__name__} to TOML")
 
-    lines = [f"{k} = {value(v)}" for k, v in config.items() if not isinstance(v, dict) and v is not None]
+    lines = [
+        f"{k} = {value(v)}" for k, v in config.items() if not isinstance(v, dict) and v is not None
+    ]
     for section, table in config.items():
         if isinstance(table, dict):
             lines.append("")
@@ -208,8 +210,12 @@ def setup_run(
     model = ModelConfig.from_dict(config.get("model", {}))
     train = TrainConfig.from_dict(config.get("train", {}))
     interp_cfg = {"name": "geodesic", **config.get("interpolant", {})}
-    coup_cfg = {"name": "species_ot", "point_group": False, "metric": "auto",
-                **config.get("coupling", {})}
+    coup_cfg = {
+        "name": "species_ot",
+        "point_group": False,
+        "metric": "auto",
+        **config.get("coupling", {}),
+    }
     if interp_cfg.get("gamma_schedule", "sqrt") not in GAMMA_SCHEDULES:
         raise ValueError(
             f"[interpolant] gamma_schedule must be one of {', '.join(GAMMA_SCHEDULES)}; got "
@@ -289,9 +295,7 @@ def setup_run(
     if metric == "auto":
         metric = "euclidean" if interp_cfg["name"] == "linear" else "torus"
     manifold = Euclidean(dataset.dim) if metric == "euclidean" else torus
-    coupling = build_coupling(
-        coup_cfg["name"], manifold, point_group=bool(coup_cfg["point_group"])
-    )
+    coupling = build_coupling(coup_cfg["name"], manifold, point_group=bool(coup_cfg["point_group"]))
     resolved = {
         "run_dir": config["run_dir"],
         "data": data_cfg,

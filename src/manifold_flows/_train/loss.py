@@ -34,11 +34,11 @@ def _check_batch(x0, x1, t, z):
 def per_sample_loss(
     field,
     interpolant: AbstractInterpolant,
-    x0: Float[Array, "batch *shape"],
-    x1: Float[Array, "batch *shape"],
+    x0: Float[Array, " batch *shape"],
+    x1: Float[Array, " batch *shape"],
     t: Float[Array, " batch"],
     species: Int[Array, " n"] | None,
-    z: Float[Array, "batch *shape"] | None = None,
+    z: Float[Array, " batch *shape"] | None = None,
 ) -> Float[Array, " batch"]:
     """`mean over particles and axes of |v(t, x_t) - u_t|^2`, one value per pair."""
     x0, x1, t = _check_batch(x0, x1, t, z)
@@ -54,11 +54,11 @@ def per_sample_loss(
 def flow_matching_loss(
     field,
     interpolant: AbstractInterpolant,
-    x0: Float[Array, "batch *shape"],
-    x1: Float[Array, "batch *shape"],
+    x0: Float[Array, " batch *shape"],
+    x1: Float[Array, " batch *shape"],
     t: Float[Array, " batch"],
     species: Int[Array, " n"] | None,
-    z: Float[Array, "batch *shape"] | None = None,
+    z: Float[Array, " batch *shape"] | None = None,
 ) -> Float[Array, ""]:
     """The flow-matching regression loss of a batch of (already coupled) pairs.
 
@@ -91,11 +91,11 @@ def _chunk_losses(field, interpolant, x0, x1, t, species, z):
 def evaluate_loss(
     field,
     interpolant: AbstractInterpolant,
-    x0: Float[Array, "num *shape"],
-    x1: Float[Array, "num *shape"],
+    x0: Float[Array, " num *shape"],
+    x1: Float[Array, " num *shape"],
     t: Float[Array, " num"],
     species: Int[Array, " n"] | None,
-    z: Float[Array, "num *shape"] | None = None,
+    z: Float[Array, " num *shape"] | None = None,
     *,
     batch_size: int = 256,
 ) -> float:

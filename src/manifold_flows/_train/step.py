@@ -16,7 +16,7 @@ from .state import TrainState
 
 def sample_pairs(
     key: PRNGKeyArray,
-    x1: Float[Array, "batch *shape"],
+    x1: Float[Array, " batch *shape"],
     species: Int[Array, " n"] | None,
     *,
     interpolant: AbstractInterpolant,
@@ -65,7 +65,7 @@ def _ema_update(ema, params, decay):
 @eqx.filter_jit
 def train_step(
     state: TrainState,
-    x1: Float[Array, "batch *shape"],
+    x1: Float[Array, " batch *shape"],
     species: Int[Array, " n"] | None,
     *,
     interpolant: AbstractInterpolant,

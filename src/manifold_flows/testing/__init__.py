@@ -25,7 +25,6 @@ except ModuleNotFoundError as _exc:  # pragma: no cover - only without the test 
         raise
 
 # One LawResult for every checker (the group-law module defines an identical one).
-from ._law_result import LawResult as LawResult  # noqa: E402
 
 __all__ = sorted(name for name in dir() if not name.startswith("_"))
 

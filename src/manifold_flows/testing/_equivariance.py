@@ -125,9 +125,7 @@ def assert_invariant(
     Shorthand for `assert_equivariant(f, action, x, g, output="invariant", ...)`; see there
     for the arguments. Returns the largest absolute deviation.
     """
-    return assert_equivariant(
-        f, action, x, g, args=args, output="invariant", rtol=rtol, atol=atol
-    )
+    return assert_equivariant(f, action, x, g, args=args, output="invariant", rtol=rtol, atol=atol)
 
 
 def _assert_close(

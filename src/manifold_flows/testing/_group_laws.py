@@ -103,8 +103,11 @@ def _law_errors(
     manifold: AbstractManifold | None,
     x: Array,
     draws: _Draws,
-) -> tuple[dict[str, Array], dict[str, Array]]:
-    """Every law as a max-deviation scalar, plus the scales its tolerance is relative to."""
+    pairs: tuple[GroupElement, GroupElement] | None,
+) -> tuple[dict[str, Array], dict[str, Array], GroupElement | None]:
+    """Every law as a max-deviation scalar, the scales its tolerance is relative to, and the
+    products `compose(a, b)` of `pairs` (for the closure check of finite groups; composed
+    here so that one compiled graph does all the work)."""
     gs, hs, ks, v, y = draws
     act = lambda g, z: action.act(g, z)
     per_element = jax.vmap
@@ -171,7 +174,8 @@ def _law_errors(
                 lambda g: jnp.abs(manifold.dist(act(g, x), act(g, y)) - manifold.dist(x, y))
             )(gs)
         )
-    return errors, scales
+    products = None if pairs is None else jax.vmap(action.compose)(*pairs)
+    return errors, scales, products
 
 
 def _flat_rows(tree: GroupElement, count: int) -> np.ndarray:
@@ -189,13 +193,29 @@ def _distance_to_set(rows: np.ndarray, table: np.ndarray) -> np.ndarray:
     return out
 
 
+def _closure_pairs(
+    action: AbstractGroupAction, draws: _Draws
+) -> tuple[tuple[GroupElement, GroupElement] | None, GroupElement | None]:
+    """For a finite group small enough to enumerate: its elements and the pairs whose products
+    the closure law checks (every pair for small groups, the drawn pairs otherwise)."""
+    if not isinstance(action, AbstractFiniteGroupAction) or action.order > _MAX_CHECKED_ORDER:
+        return None, None
+    elements = jax.tree.map(np.asarray, action.elements())
+    if action.order <= _ALL_PAIRS_ORDER:
+        i, j = np.meshgrid(np.arange(action.order), np.arange(action.order), indexing="ij")
+        take = lambda idx: jax.tree.map(lambda a: jnp.asarray(a[idx.reshape(-1)]), elements)
+        return (take(i), take(j)), elements
+    return (draws.g, draws.h), elements
+
+
 def _finite_group_results(
-    action: AbstractFiniteGroupAction, draws: _Draws, num_elements: int, atol: float
+    action: AbstractFiniteGroupAction,
+    elements: GroupElement,
+    products: GroupElement,
+    draws: _Draws,
+    atol: float,
 ) -> dict[str, LawResult]:
     order = action.order
-    if order > _MAX_CHECKED_ORDER:
-        return {}
-    elements = action.elements()
     count = jax.tree.leaves(elements)[0].shape[0]
     table = _flat_rows(elements, count)
     results = {"elements_count": _result("elements_count", abs(count - order), 0.0)}
@@ -203,20 +223,12 @@ def _finite_group_results(
     distinct = np.unique(np.round(table / max(atol, 1e-300)), axis=0).shape[0]
     results["elements_distinct"] = _result("elements_distinct", count - distinct, 0.0)
 
-    if order <= _ALL_PAIRS_ORDER:
-        i, j = np.meshgrid(np.arange(count), np.arange(count), indexing="ij")
-        take = lambda idx: jax.tree.map(lambda a: a[jnp.asarray(idx.reshape(-1))], elements)
-        products = jax.vmap(action.compose)(take(i), take(j))
-        num_products = count * count
-    else:
-        # Too many pairs: the products of the randomly drawn elements must be elements.
-        products = jax.vmap(action.compose)(draws.g, draws.h)
-        num_products = num_elements
+    num_products = jax.tree.leaves(products)[0].shape[0]
     closed = _distance_to_set(_flat_rows(products, num_products), table)
     results["elements_closed"] = _result("elements_closed", closed.max(initial=0.0), atol)
 
-    drawn = jax.tree.map(lambda a, b: jnp.concatenate([a, b]), draws.g, draws.k)
-    found = _distance_to_set(_flat_rows(drawn, 2 * num_elements), table)
+    drawn = np.concatenate([_flat_rows(d, jax.tree.leaves(d)[0].shape[0]) for d in draws[:3]])
+    found = _distance_to_set(drawn, table)
     results["random_in_elements"] = _result("random_in_elements", found.max(initial=0.0), atol)
     return results
 
@@ -289,14 +301,15 @@ def check_group_laws(
     atol = default_atol if atol is None else atol
 
     draws = _draw(action, manifold, x, y, key, int(num_elements))
-    errors, scales = _law_errors(action, manifold, x, draws)
+    pairs, elements = _closure_pairs(action, draws)
+    errors, scales, products = _law_errors(action, manifold, x, draws, pairs)
     scale_of = {"tangent_is_jvp": "tangent", "isometry_log": "log", "isometry_dist": "log"}
     results = {}
     for name, error in errors.items():
         scale = max(1.0, float(scales[scale_of.get(name, "point")]))
         results[name] = _result(name, error, atol + rtol * scale)
-    if isinstance(action, AbstractFiniteGroupAction):
-        results.update(_finite_group_results(action, draws, int(num_elements), atol))
+    if elements is not None:
+        results.update(_finite_group_results(action, elements, products, draws, atol))
     return results
 
 

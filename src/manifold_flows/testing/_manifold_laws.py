@@ -272,9 +272,7 @@ def _law_errors(
     errors["dist_symmetric"] = jnp.max(jnp.abs(d_xy - d_yx))
     errors["dist_nonnegative"] = jnp.maximum(0.0, -jnp.min(cat(d_xy, d_yx)))
     errors["triangle_inequality"] = jnp.maximum(0.0, jnp.max(d_xz - d_xy - d_yz))
-    errors["tangent_projection_idempotent"] = _max_abs(
-        vm(M.project_tangent)(x, tan_amb) - tan_amb
-    )
+    errors["tangent_projection_idempotent"] = _max_abs(vm(M.project_tangent)(x, tan_amb) - tan_amb)
     log_prob = vm(M.uniform_log_prob)(x)
     expected = -jnp.asarray(M.log_volume(), dtype=dtype)
     # Equal infinities (infinite volume) count as agreement.

@@ -48,6 +48,6 @@ class BoxUniformBase(AbstractNormalizedBase):
     def log_prob(self, x: Float[Array, "n d"], args: PyTree) -> Float[Array, ""]:
         x = jnp.asarray(x)
         box = self.torus.box(x.dtype)
-        inside = jnp.all((x >= 0) & (x < box))
+        inside = jnp.all((x >= 0) & (x < box[None, :]))
         value = -x.shape[0] * jnp.asarray(self.torus.log_volume(), dtype=x.dtype)
         return jnp.where(inside, value, jnp.asarray(-jnp.inf, dtype=x.dtype))

@@ -1,0 +1,69 @@
+"""`mflows doctor`: reports the JAX set-up, runs the laws, exits 0 when they hold and 1 when
+one fails (each law on its own line, PASS or FAIL)."""
+
+import jax
+import pytest
+from typer.testing import CliRunner
+
+from cli.main import app
+from manifold_flows import FlatTorus, Sphere
+from manifold_flows.testing import _doctor, run_doctor
+
+
+@pytest.fixture
+def small_doctor(monkeypatch):
+    """Keep the doctor fast in the test suite: one manifold, one group action."""
+    monkeypatch.setattr(_doctor, "_QUICK_MANIFOLDS", ("torus_2d_rectangle",))
+    monkeypatch.setattr(_doctor, "_QUICK_ACTIONS", ("point_group_2d",))
+
+
+def test_doctor_passes_and_prints_the_setup(small_doctor):
+    result = CliRunner().invoke(app, ["doctor", "--quick", "--precision", "both"])
+    assert result.exit_code == 0, result.output
+    out = result.output
+    assert f"JAX {jax.__version__}" in out and f"backend: {jax.default_backend()}" in out
+    assert "devices:" in out and "default precision: float" in out
+    assert "float32" in out and "float64" in out
+    assert "manifold: torus_2d_rectangle" in out
+    for law in ("log_brute_force", "exp_log_round_trip", "in_fundamental_domain"):
+        line = next(line for line in out.splitlines() if f" {law} " in line)
+        assert line.count("PASS") == 2, line  # float32 and float64
+    assert "FAIL" not in out
+    assert "all" in out and "checks passed" in out
+
+
+def test_doctor_fails_with_exit_code_1_when_a_law_breaks(small_doctor, monkeypatch):
+    def broken_log(self, x, y):  # the torus log without the round
+        return y - x
+
+    monkeypatch.setattr(FlatTorus, "log", broken_log)
+    # Box lengths used nowhere else, so no compiled graph of the correct torus is reused.
+    monkeypatch.setattr(
+        _doctor, "manifold_registry", lambda: {"torus_2d_rectangle": FlatTorus((2.5, 4.25))}
+    )
+    monkeypatch.setattr(_doctor, "_group_kit", lambda: (None, "group-action laws skipped."))
+    result = CliRunner().invoke(app, ["doctor", "--quick", "--precision", "64"])
+    assert result.exit_code == 1, result.output
+    assert "FAIL manifold torus_2d_rectangle log_brute_force (float64, cpu:0)" in result.output
+    assert "note: group-action laws skipped." in result.output
+
+
+def test_doctor_reports_a_crash_as_a_failed_check(monkeypatch):
+    def crash(self, x, v):
+        raise RuntimeError("exp exploded")
+
+    monkeypatch.setattr(Sphere, "exp", crash)
+    monkeypatch.setattr(_doctor, "manifold_registry", lambda: {"sphere_2": Sphere(2)})
+    monkeypatch.setattr(_doctor, "_QUICK_MANIFOLDS", ("sphere_2",))
+    monkeypatch.setattr(_doctor, "_group_kit", lambda: (None, "skipped"))
+    report = run_doctor(precisions=("float64",), quick=True)
+    assert not report.passed
+    (check,) = report.checks
+    assert check.law.name == "runs" and "exp exploded" in check.note
+
+
+def test_doctor_rejects_bad_options():
+    result = CliRunner().invoke(app, ["doctor", "--precision", "16"])
+    assert result.exit_code != 0
+    with pytest.raises(ValueError, match=r"precisions must be"):
+        run_doctor(precisions=("float16",))

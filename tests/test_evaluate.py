@@ -1,0 +1,311 @@
+"""`evaluate_runs` and `mflows evaluate`: the report equals direct calls to the analysis
+functions, the files are written, bad input fails early with one clear line, and the
+likelihood audit is wired into the report and the exit code."""
+
+import functools
+import json
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from test_sample import TEMPERATURE, ipl_system, run_cli, tiny_run_dir, tiny_samples
+
+import manifold_flows as mf
+from manifold_flows._pipeline import evaluate as evaluate_module
+
+BOOTSTRAP = 200
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def make_reference(
+    path: Path | None = None, *, temperature: float = TEMPERATURE, images: str = "minimum"
+) -> mf.Dataset:
+    """40 configurations with their IPL energies (a stand-in for Monte Carlo data): jittered
+    lattices without overlaps, so that energies are of order one per particle."""
+    system = ipl_system()
+    rng = np.random.default_rng(7)
+    sites = (np.stack(np.meshgrid(np.arange(4), np.arange(3)), -1).reshape(-1, 2) + 0.5) / [4, 3]
+    lattice = sites[rng.permutation(12)[:10]] * system.box
+    positions = lattice + 0.08 * rng.standard_normal((40, 10, 2))
+    energy_system = system
+    if images != "minimum":
+        energy_system, _ = mf.resolve_system("ipl-n10", box=system.box, species=system.species,
+                                             images=images)  # fmt: skip
+    energy = mf.system_energies(energy_system, positions, system.species, block=40)
+    ds = mf.Dataset(
+        positions,
+        system.species,
+        system.species_names,
+        system.box,
+        temperature=temperature,
+        system=system.name,
+        energy=energy,
+    )
+    if path is not None:
+        ds.save(path)
+    return ds
+
+
+def perturbed_samples() -> mf.Dataset:
+    """The tiny run's samples with another log q: a second, different 'run'."""
+    _, ds = tiny_samples()
+    log_q = ds.extra["log_q"] + np.linspace(-3.0, 3.0, ds.num_samples)
+    return ds.replace(extra={"log_q": log_q, "log_w": -ds.energy / TEMPERATURE - log_q})
+
+
+@functools.cache
+def evaluation() -> tuple[Path, dict]:
+    out_dir = Path(tempfile.mkdtemp(prefix="mflows_eval_")) / "report"
+    ref_path = out_dir.parent / "reference.npz"
+    make_reference(ref_path)
+    sample_path, _ = tiny_samples()
+    report = mf.evaluate_runs(
+        {"eRSI": sample_path, "other": perturbed_samples()},
+        reference=ref_path,
+        out_dir=out_dir,
+        num_bootstrap=BOOTSTRAP,
+        seed=5,
+        rdf_bins=20,
+        energy_bins=15,
+    )
+    return out_dir, report
+
+
+def test_evaluate_writes_report_summary_and_plots():
+    out_dir, report = evaluation()
+    on_disk = json.loads((out_dir / "report.json").read_text())
+    assert on_disk == report
+    for name in ("rdf.png", "energy_histograms.png", "ess_vs_r.png", "weight_tail.png"):
+        assert (out_dir / name).read_bytes()[:8] == PNG_MAGIC
+    summary = (out_dir / "summary.md").read_text()
+    assert "| eRSI |" in summary and "| other |" in summary and "reference (MC)" in summary
+    manifest = json.loads((out_dir / "evaluate.manifest.json").read_text())
+    assert manifest["seeds"] == {"seed": 5} and set(manifest["config"]["samples"]) == {
+        "eRSI",
+        "other",
+    }
+    assert report["audit_passed"] is None and report["temperature"] == TEMPERATURE
+
+
+@pytest.mark.parametrize("label", ["eRSI", "other"])
+def test_report_numbers_equal_direct_analysis_calls(label):
+    _, report = evaluation()
+    ds = tiny_samples()[1] if label == "eRSI" else perturbed_samples()
+    ref = make_reference()
+    n, T = ds.num_particles, TEMPERATURE
+    run = report["runs"][label]
+    weights = mf.reweight(ds.energy, ds.extra["log_q"], T, base_normalized=True)
+    assert run["num_samples"] == ds.num_samples
+    assert run["weights"]["ess"] == pytest.approx(weights.ess, rel=1e-12)
+    assert run["weights"]["ess_fraction"] == pytest.approx(weights.ess_fraction, rel=1e-12)
+    assert run["weights"]["num_nonfinite"] == weights.num_nonfinite
+    assert run["weights"]["log_z"] == pytest.approx(weights.log_z, rel=1e-12)
+    assert run["weights"]["khat_status"] == weights.khat_status
+    u = mf.energy_per_particle(ds.energy, n, weights, num_bootstrap=BOOTSTRAP, seed=5)
+    for key in ("raw", "raw_err", "reweighted", "reweighted_err"):
+        assert run["u"][key] == pytest.approx(getattr(u, key), rel=1e-12), key
+    cv = mf.specific_heat(ds.energy, n, T, weights, num_bootstrap=BOOTSTRAP, seed=5)
+    for key in ("raw", "reweighted", "reweighted_err"):
+        assert run["c_v"][key] == pytest.approx(getattr(cv, key), rel=1e-12), key
+    assert run["high_energy_fraction"] == mf.high_energy_fraction(ds.energy, ref.energy)
+    rdf = mf.radial_distribution(ds.positions, ds.species, ds.box, num_bins=20, log_weights=weights)
+    np.testing.assert_allclose(run["rdf"]["raw"], rdf.g, rtol=1e-12)
+    np.testing.assert_allclose(run["rdf"]["reweighted"], rdf.g_reweighted, rtol=1e-12)
+    # ESS against R: the last point is every sample; each point is the ESS of a prefix
+    curve = run["ess_curve"]
+    assert curve["R"][-1] == ds.num_samples
+    for r, ess in zip(curve["R"], curve["ess"], strict=True):
+        expected = mf.reweight(ds.energy[:r], ds.extra["log_q"][:r], T).ess
+        assert ess == pytest.approx(expected, rel=1e-12)
+    assert run["agreement_u"]["tested"] is (weights.ess > 100)
+
+
+def test_reference_numbers_equal_direct_calls():
+    _, report = evaluation()
+    ref = make_reference()
+    u = mf.energy_per_particle(ref.energy, ref.num_particles, num_bootstrap=BOOTSTRAP, seed=5)
+    cv = mf.specific_heat(ref.energy, ref.num_particles, TEMPERATURE, num_bootstrap=BOOTSTRAP,
+                          seed=5)  # fmt: skip
+    got = report["reference"]
+    assert got["u"]["value"] == pytest.approx(u.raw, rel=1e-12)
+    assert got["u"]["error"] == pytest.approx(u.raw_err, rel=1e-12)
+    assert "naive" in got["u"]["error_method"]  # no Monte Carlo metadata in this reference
+    assert got["c_v"]["value"] == pytest.approx(cv.raw, rel=1e-12)
+    assert got["c_v"]["error"] == pytest.approx(cv.raw_err, rel=1e-12)
+    assert got["high_energy_threshold"] == mf.high_energy_threshold(ref.energy)
+    rdf = mf.radial_distribution(ref.positions, ref.species, ref.box, num_bins=20)
+    np.testing.assert_allclose(report["rdf"]["reference"], rdf.g, rtol=1e-12)
+    assert report["rdf"]["pair_names"] == ["AA", "AB", "BB"]
+
+
+def test_reference_error_from_monte_carlo_metadata(tmp_path):
+    """With Monte Carlo diagnostics the reference's u error is the chain-based one."""
+    ref = make_reference()
+    u = float(np.mean(ref.energy) / ref.num_particles)
+    meta = {"diagnostics": {"energy_per_particle": {"mean": u, "error": 0.0123, "method": "m"}}}
+    sample_path, _ = tiny_samples()
+    report = mf.evaluate_runs(
+        {"a": sample_path},
+        reference=ref.replace(metadata=meta),
+        out_dir=tmp_path,
+        num_bootstrap=BOOTSTRAP,
+        rdf_bins=20,
+        energy_bins=15,
+    )
+    assert report["reference"]["u"]["error"] == 0.0123
+    assert "Monte Carlo metadata" in report["reference"]["u"]["error_method"]
+
+
+# ---------------------------------------------------------------------------- errors
+def _fail_if_computing(monkeypatch):
+    def boom(*args, **kwargs):
+        raise AssertionError("the evaluation started although the input was bad")
+
+    monkeypatch.setattr(evaluate_module, "radial_distribution", boom)
+
+
+def test_bad_input_fails_before_any_output(tmp_path, monkeypatch):
+    _fail_if_computing(monkeypatch)
+    sample_path, ds = tiny_samples()
+    ref = make_reference()
+    out = tmp_path / "out"
+
+    def run(samples, reference=ref, **kw):
+        return mf.evaluate_runs(samples, reference=reference, out_dir=out, **kw)
+
+    with pytest.raises(ValueError, match=r"T=0\.1 but temperature=0\.2"):
+        run({"a": sample_path}, temperature=0.2)
+    with pytest.raises(ValueError, match="box"):
+        run({"a": ds.replace(box=ds.box * 1.1)})
+    wrong_species = ds.replace(species=np.repeat(np.arange(2), [4, 6]).astype(np.int32))
+    with pytest.raises(ValueError, match="composition"):
+        run({"a": wrong_species})
+    with pytest.raises(ValueError, match="log q"):
+        run({"a": ds.replace(extra={})})
+    with pytest.raises(ValueError, match="no energies"):
+        run({"a": sample_path}, reference=ref.replace(energy=None))
+    with pytest.raises(ValueError, match="temperature"):
+        run({"a": sample_path}, reference=ref.replace(temperature=None))
+    with pytest.raises(ValueError, match="non-empty"):
+        run({})
+    with pytest.raises(FileNotFoundError):
+        run({"a": tmp_path / "missing.npz"})
+    assert not out.exists()
+
+
+def test_energy_convention_mismatch_is_an_error(tmp_path, monkeypatch):
+    """Reference energies summed over all periodic images do not match samples whose U used
+    the minimum image: a different Hamiltonian, refused."""
+    _fail_if_computing(monkeypatch)
+    sample_path, _ = tiny_samples()
+    with pytest.raises(ValueError, match="different Hamiltonians or image conventions"):
+        mf.evaluate_runs(
+            {"a": sample_path}, reference=make_reference(images="all"), out_dir=tmp_path / "o"
+        )
+    assert not (tmp_path / "o").exists()
+
+
+def test_existing_report_needs_force(tmp_path):
+    (tmp_path / "report.json").write_text("{}")
+    sample_path, _ = tiny_samples()
+    with pytest.raises(FileExistsError, match="force"):
+        mf.evaluate_runs({"a": sample_path}, reference=make_reference(), out_dir=tmp_path)
+    assert (tmp_path / "report.json").read_text() == "{}"
+
+
+# ---------------------------------------------------------------------------- CLI
+def test_cli_evaluate_happy_path(tmp_path, monkeypatch, capsys):
+    sample_path, _ = tiny_samples()
+    make_reference(tmp_path / "ref.npz")
+    out = tmp_path / "eval"
+    code, stdout, stderr = run_cli(
+        monkeypatch, capsys,
+        "evaluate", "--samples", f"eRSI={sample_path}", "--samples", str(sample_path),
+        "--reference", str(tmp_path / "ref.npz"), "--temperature", "0.1", "--out", str(out),
+        "--bootstrap", "50",
+    )  # fmt: skip
+    assert code == 0, stderr
+    report = json.loads((out / "report.json").read_text())
+    assert set(report["runs"]) == {"eRSI", "samples"}  # a bare FILE is labelled by its stem
+    assert "eRSI: R = 6, ESS =" in stdout and "reference: u =" in stdout
+    assert (out / "evaluate.manifest.json").is_file()
+
+
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (["--temperature", "0.5"], "T=0.1 but temperature=0.5"),
+        (["--samples", "eRSI=missing.npz"], "not found"),
+        (["--samples", "=x.npz"], "label before '=' is empty"),
+    ],
+)
+def test_cli_evaluate_errors(args, expected, tmp_path, monkeypatch, capsys):
+    sample_path, _ = tiny_samples()
+    make_reference(tmp_path / "ref.npz")
+    base = ["evaluate", "--reference", str(tmp_path / "ref.npz"), "--out", str(tmp_path / "o")]
+    if not any(a == "--samples" for a in args):
+        base += ["--samples", f"eRSI={sample_path}"]
+    monkeypatch.chdir(tmp_path)
+    code, _, stderr = run_cli(monkeypatch, capsys, *base, *args)
+    lines = stderr.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and expected in lines[0], stderr
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("fail", [False, True])
+def test_cli_audit_goes_into_report_and_exit_code(fail, tmp_path, monkeypatch, capsys):
+    """`--audit` runs the likelihood audit on the run's flow (mocked here: its own tests live
+    with it) with the samples' solver settings and the box's symmetry group for a torus EGNN;
+    the checks land in the report and a failed check makes the command fail."""
+    from manifold_flows import _flow
+
+    seen = {}
+
+    def fake_audit(flow, key, args, *, group=None, **options):
+        seen.update(flow=flow, args=args, group=group, options=options)
+        checks = (
+            _flow.AuditCheck("forward_reverse", "fwd == rev", 1e-6, 1e-3, True),
+            _flow.AuditCheck("group_invariance", "log q(gx)", 1.0 if fail else 0.0, 1e-3, not fail),
+        )
+        return _flow.AuditReport(checks, True, {"solver": type(flow.solver).__name__})
+
+    monkeypatch.setattr(_flow, "likelihood_audit", fake_audit)
+    sample_path, _ = tiny_samples()
+    make_reference(tmp_path / "ref.npz")
+    out = tmp_path / "eval"
+    code, _, stderr = run_cli(
+        monkeypatch, capsys,
+        "evaluate", "--samples", f"eRSI={sample_path}", "--reference", str(tmp_path / "ref.npz"),
+        "--out", str(out), "--bootstrap", "50", "--audit", str(tiny_run_dir()),
+        "--audit-points", "2",
+    )  # fmt: skip
+    report = json.loads((out / "report.json").read_text())
+    audit = report["audits"]["eRSI"]  # the bare run dir is matched to the samples drawn from it
+    assert audit["passed"] is (not fail) and report["audit_passed"] is (not fail)
+    assert [c["name"] for c in audit["checks"]] == ["forward_reverse", "group_invariance"]
+    assert isinstance(seen["flow"], mf.ContinuousFlow) and seen["options"] == {"num_points": 2}
+    assert seen["flow"].num_steps == 2 and seen["flow"].dtype_name == "float64"
+    assert isinstance(seen["group"], mf.ProductAction)
+    np.testing.assert_array_equal(np.asarray(seen["args"]), ipl_system().species)
+    if fail:
+        assert code == 2 and "likelihood audit FAILED (eRSI: group_invariance)" in stderr
+        assert "FAILED" in (out / "summary.md").read_text()
+    else:
+        assert code == 0, stderr
+
+
+@pytest.mark.slow
+def test_real_audit_of_the_tiny_run(tmp_path):
+    sample_path, _ = tiny_samples()
+    report = mf.evaluate_runs(
+        {"eRSI": sample_path},
+        reference=make_reference(),
+        out_dir=tmp_path,
+        audit_runs={"eRSI": tiny_run_dir()},
+        audit_options={"num_points": 2, "num_probes": 16},
+        num_bootstrap=50,
+    )
+    assert report["audit_passed"] is True
+    names = {c["name"]: c["passed"] for c in report["audits"]["eRSI"]["checks"]}
+    assert names["forward_reverse"] and names["group_invariance"] and names["exact_divergence"]
