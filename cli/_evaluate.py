@@ -80,6 +80,9 @@ def register(app: typer.Typer) -> None:
         ] = 3,
         bootstrap: Annotated[int, typer.Option("--bootstrap", help="Bootstrap resamples.")] = 1000,
         seed: Annotated[int, typer.Option("--seed", help="Seed of bootstrap and audit.")] = 0,
+        plots: Annotated[
+            bool, typer.Option("--plots/--no-plots", help="Draw the PNG plots.")
+        ] = True,
         force: Annotated[
             bool, typer.Option("--force", help="Overwrite an existing report.")
         ] = False,
@@ -101,6 +104,7 @@ def register(app: typer.Typer) -> None:
             audit_options={"num_points": audit_points},
             num_bootstrap=bootstrap,
             seed=seed,
+            plots=plots,
             force=force,
             command="mflows " + " ".join(sys.argv[1:]),
         )

@@ -142,19 +142,19 @@ def main() -> None:
         res = mean_energy(
             "ipl-n44",
             0.1,
-            equilibration_sweeps=2000,
+            equilibration_sweeps=4000,
             anneal_from=0.3,
             samples_per_chain=20,
-            sweeps_between=100,
+            sweeps_between=300,
             **common,
         )
         print(json.dumps(res, indent=1), flush=True)
     if "ipl10" in parts:
         res = reference_ipl10(
-            equilibration_sweeps=2000,
+            equilibration_sweeps=10000,
             anneal_from=0.3,
             samples_per_chain=40,
-            sweeps_between=100,
+            sweeps_between=300,
             **common,
         )
         print(json.dumps(res, indent=1), flush=True)

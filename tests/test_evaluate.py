@@ -152,7 +152,9 @@ def test_reference_error_from_monte_carlo_metadata(tmp_path):
         num_bootstrap=BOOTSTRAP,
         rdf_bins=20,
         energy_bins=15,
+        plots=False,
     )
+    assert not list(tmp_path.glob("*.png")) and report["plots"] == {}
     assert report["reference"]["u"]["error"] == 0.0123
     assert "Monte Carlo metadata" in report["reference"]["u"]["error_method"]
 
@@ -278,7 +280,7 @@ def test_cli_audit_goes_into_report_and_exit_code(fail, tmp_path, monkeypatch, c
         monkeypatch, capsys,
         "evaluate", "--samples", f"eRSI={sample_path}", "--reference", str(tmp_path / "ref.npz"),
         "--out", str(out), "--bootstrap", "50", "--audit", str(tiny_run_dir()),
-        "--audit-points", "2",
+        "--audit-points", "2", "--no-plots",
     )  # fmt: skip
     report = json.loads((out / "report.json").read_text())
     audit = report["audits"]["eRSI"]  # the bare run dir is matched to the samples drawn from it
@@ -305,6 +307,7 @@ def test_real_audit_of_the_tiny_run(tmp_path):
         audit_runs={"eRSI": tiny_run_dir()},
         audit_options={"num_points": 2, "num_probes": 16},
         num_bootstrap=50,
+        plots=False,
     )
     assert report["audit_passed"] is True
     names = {c["name"]: c["passed"] for c in report["audits"]["eRSI"]["checks"]}

@@ -510,9 +510,9 @@ def test_ipl_n10_mean_energy_matches_the_reference_chain():
         key=2026,
         temperature=0.1,
         num_chains=64,
-        samples_per_chain=40,
-        sweeps_between=100,
-        equilibration_sweeps=2000,
+        samples_per_chain=30,
+        sweeps_between=300,
+        equilibration_sweeps=10000,
         anneal_from=0.3,
         progress=False,
     )

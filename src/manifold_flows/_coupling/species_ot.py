@@ -33,7 +33,7 @@ def _assign_host(cost: ArrayLike, species: ArrayLike) -> tuple[np.ndarray, np.nd
         key = species[b].tobytes()
         blocks = blocks_cache.get(key)
         if blocks is None:
-            blocks = [np.arange(n)]
+            blocks = [np.flatnonzero(species[b] == s) for s in np.unique(species[b])]
             blocks_cache[key] = blocks
         best_cost, best_perm, best_g = np.inf, None, 0
         for g in range(k):

@@ -3,7 +3,7 @@
 import abc
 
 import equinox as eqx
-from jaxtyping import Array, Float, PRNGKeyArray, PyTree, Shaped
+from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray, PyTree, Shaped
 
 from .._manifold import AbstractManifold
 from ._base_dist import AbstractBase
@@ -47,7 +47,7 @@ class AbstractLikelihood(eqx.Module):
 
     @abc.abstractmethod
     def log_prob(
-        self, x: Shaped[Array, "..."], args: PyTree, *, key: PRNGKeyArray | None = None
+        self, x: Shaped[ArrayLike, "..."], args: PyTree, *, key: PRNGKeyArray | None = None
     ) -> Float[Array, ""]:
         """Log-density of a given point.
 

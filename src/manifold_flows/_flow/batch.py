@@ -3,7 +3,7 @@
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, Float, PRNGKeyArray, PyTree, Shaped
+from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray, PyTree, Shaped
 
 from .base import AbstractLikelihood
 from .continuous import ContinuousFlow
@@ -84,7 +84,7 @@ def sample(
 @eqx.filter_jit
 def log_prob_batch(
     flow: AbstractLikelihood,
-    x: Shaped[Array, "r ..."],
+    x: Shaped[ArrayLike, "r ..."],
     args: PyTree,
     *,
     key: PRNGKeyArray | None = None,

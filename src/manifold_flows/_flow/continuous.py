@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 import jax.tree_util as jtu
 import numpy as np
-from jaxtyping import Array, Float, PRNGKeyArray, PyTree, Shaped
+from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray, PyTree, Shaped
 
 from .._manifold import AbstractManifold
 from ._base_dist import AbstractBase, UniformBase
@@ -201,7 +201,7 @@ class ContinuousFlow(AbstractLikelihood):
         return solution.x1, solution.log_q
 
     def log_prob(
-        self, x: Shaped[Array, "..."], args: PyTree, *, key: PRNGKeyArray | None = None
+        self, x: Shaped[ArrayLike, "..."], args: PyTree, *, key: PRNGKeyArray | None = None
     ) -> Float[Array, ""]:
         return self.reverse(x, args, key=key).log_q
 
@@ -213,7 +213,7 @@ class ContinuousFlow(AbstractLikelihood):
         return self.forward(x0, args, key=probe_key)
 
     def forward(
-        self, x0: Shaped[Array, "..."], args: PyTree, *, key: PRNGKeyArray | None = None
+        self, x0: Shaped[ArrayLike, "..."], args: PyTree, *, key: PRNGKeyArray | None = None
     ) -> FlowSolution:
         """Push a given base point forward, `t: 0 -> 1`.
 
@@ -233,7 +233,7 @@ class ContinuousFlow(AbstractLikelihood):
         return FlowSolution(x0, x1, log_p0, integral, log_p0 - integral, stats)
 
     def reverse(
-        self, x1: Shaped[Array, "..."], args: PyTree, *, key: PRNGKeyArray | None = None
+        self, x1: Shaped[ArrayLike, "..."], args: PyTree, *, key: PRNGKeyArray | None = None
     ) -> FlowSolution:
         """Pull a given point back to the base, `t: 1 -> 0`, and evaluate its log-density.
 
@@ -276,7 +276,7 @@ class ContinuousFlow(AbstractLikelihood):
         return v, jnp.asarray(div, self.dtype)
 
     # ------------------------------------------------------------------ internals
-    def _prepare(self, x: Shaped[Array, "..."], name: str) -> Array:
+    def _prepare(self, x: Shaped[ArrayLike, "..."], name: str) -> Array:
         x = jnp.asarray(x)
         if x.shape != tuple(self.space.point_shape):
             hint = (

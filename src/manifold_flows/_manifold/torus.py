@@ -112,7 +112,7 @@ class FlatTorus(AbstractManifold):
     def log(self, x: Float[Array, " d"], y: Float[Array, " d"]) -> Float[Array, " d"]:
         L = self._L(x)
         delta = y - x
-        return delta
+        return delta - L * jnp.round(delta / L)
 
     def inner(
         self, x: Float[Array, " d"], u: Float[Array, " d"], v: Float[Array, " d"]

@@ -579,6 +579,10 @@ def run_monte_carlo(
         "samples_per_chain": K,
         "sweeps_between_samples": S,
         "sweep_definition": "one sweep = N attempted moves (displacement or swap)",
+        "move_kinds": (
+            "each move is a swap with probability p_swap; the kinds of the N moves of a sweep "
+            "are drawn once for all chains, independently of their states"
+        ),
         "equilibration_sweeps": E,
         "anneal": None
         if cfg.anneal_from is None or E == 0

@@ -28,7 +28,7 @@ from .._analysis import (
 )
 from .._io import Dataset, atomic_write_text, load_configurations, write_manifest
 from .._train import TrainedRun, load_run
-from . import plots
+from . import plots as plot_figures
 from .sample import ENERGY_CONVENTION, system_energies
 from .summary import format_summary
 from .system import resolve_system, same_box, same_temperature
@@ -274,6 +274,7 @@ def evaluate_runs(
     seed: int = 0,
     rdf_bins: int = 60,
     energy_bins: int = 40,
+    plots: bool = True,
     force: bool = False,
     command: str | None = None,
 ) -> dict[str, Any]:
@@ -308,6 +309,7 @@ def evaluate_runs(
     - `audit_options`: keyword arguments for `likelihood_audit` (e.g. `num_points`).
     - `num_bootstrap`, `seed`: bootstrap resamples and seed (reports are reproducible).
     - `rdf_bins`, `energy_bins`: bins of g(r) and of the energy histograms.
+    - `plots`: draw the PNG plots (`False`: report and summary only).
     - `force`: overwrite an existing report in `out_dir`.
     - `command`: the command line recorded in the manifest.
 
@@ -520,17 +522,19 @@ def evaluate_runs(
 
     # ---- files
     out_dir.mkdir(parents=True, exist_ok=True)
-    written = [
-        plots.plot_rdf(
-            out_dir / PLOTS["rdf"], ref_rdf.r, report["rdf"]["pair_names"], ref_rdf.g, rdf_runs
-        ),
-        plots.plot_energy_histograms(
-            out_dir / PLOTS["energy"], ref_hist.edges, ref_hist.reference_density, hist_runs
-        ),
-        plots.plot_ess(out_dir / PLOTS["ess"], ess_runs),
-        plots.plot_weight_tail(out_dir / PLOTS["weights"], weight_runs),
-    ]
-    report["plots"] = {k: v for k, v in PLOTS.items()}
+    written = []
+    if plots:
+        written = [
+            plot_figures.plot_rdf(
+                out_dir / PLOTS["rdf"], ref_rdf.r, report["rdf"]["pair_names"], ref_rdf.g, rdf_runs
+            ),
+            plot_figures.plot_energy_histograms(
+                out_dir / PLOTS["energy"], ref_hist.edges, ref_hist.reference_density, hist_runs
+            ),
+            plot_figures.plot_ess(out_dir / PLOTS["ess"], ess_runs),
+            plot_figures.plot_weight_tail(out_dir / PLOTS["weights"], weight_runs),
+        ]
+    report["plots"] = dict(PLOTS) if plots else {}
     report = _jsonable(report)
     atomic_write_text(out_dir / SUMMARY, format_summary(report))
     atomic_write_text(out_dir / REPORT, json.dumps(report, indent=2))

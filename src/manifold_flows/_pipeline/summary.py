@@ -87,5 +87,7 @@ def format_summary(report: dict[str, Any]) -> str:
             lines.append(f"- {label} ({audit['run_dir']}): {status}")
             if audit.get("note"):
                 lines.append(f"  - note: {audit['note']}")
-    lines += ["", "Plots: " + ", ".join(f"`{v}`" for v in report.get("plots", {}).values()), ""]
+    if report.get("plots"):
+        lines += ["", "Plots: " + ", ".join(f"`{v}`" for v in report["plots"].values())]
+    lines.append("")
     return "\n".join(lines)

@@ -3,7 +3,7 @@
 import abc
 
 import equinox as eqx
-from jaxtyping import Array, Float, PRNGKeyArray, PyTree, Shaped
+from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray, PyTree, Shaped
 
 from ..._manifold import AbstractManifold
 
@@ -41,7 +41,7 @@ class AbstractBase(eqx.Module):
         """
 
     @abc.abstractmethod
-    def log_prob(self, x: Shaped[Array, "..."], args: PyTree) -> Float[Array, ""]:
+    def log_prob(self, x: Shaped[ArrayLike, "..."], args: PyTree) -> Float[Array, ""]:
         """Log-density at one point (normalised or not: see the class docstring).
 
         **Arguments:**

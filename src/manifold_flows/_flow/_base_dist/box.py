@@ -2,7 +2,7 @@
 
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, Float, PRNGKeyArray, PyTree
+from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray, PyTree
 
 from ..._manifold import AbstractManifold, FlatTorus
 from .._divergence import is_flat_embedded
@@ -45,7 +45,7 @@ class BoxUniformBase(AbstractNormalizedBase):
         n = self.space.point_shape[0]
         return jax.vmap(self.torus.random_uniform)(jax.random.split(key, n))
 
-    def log_prob(self, x: Float[Array, "n d"], args: PyTree) -> Float[Array, ""]:
+    def log_prob(self, x: Float[ArrayLike, "n d"], args: PyTree) -> Float[Array, ""]:
         x = jnp.asarray(x)
         box = self.torus.box(x.dtype)
         inside = jnp.all((x >= 0) & (x < box[None, :]))

@@ -7,7 +7,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Float, Int, PRNGKeyArray, PyTree
+from jaxtyping import Array, ArrayLike, Float, Int, PRNGKeyArray, PyTree
 
 from ..._io import Dataset
 from ..._manifold import FlatTorus, ParticleSpace
@@ -89,7 +89,7 @@ class DatasetBase(AbstractBase):
         index = jax.random.randint(key, (), 0, self.num_frames)
         return self._check_args(self.positions[index], args)
 
-    def log_prob(self, x: Float[Array, "n d"], args: PyTree) -> Float[Array, ""]:
+    def log_prob(self, x: Float[ArrayLike, "n d"], args: PyTree) -> Float[Array, ""]:
         x = self._check_args(jnp.asarray(x), args)
         u = self.energy(x, self.species)
         return (-u / self.temperature).astype(x.dtype)

@@ -5,7 +5,7 @@ import math
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, Float, PRNGKeyArray, PyTree, Shaped
+from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray, PyTree, Shaped
 
 from ..._manifold import AbstractManifold
 from .._divergence import is_flat_embedded
@@ -44,7 +44,7 @@ class GaussianBase(AbstractNormalizedBase):
         z = jax.random.normal(key, self.space.point_shape, dtype=jnp.result_type(float))
         return self.scale * z
 
-    def log_prob(self, x: Shaped[Array, "..."], args: PyTree) -> Float[Array, ""]:
+    def log_prob(self, x: Shaped[ArrayLike, "..."], args: PyTree) -> Float[Array, ""]:
         x = jnp.asarray(x)
         size = x.size
         const = 0.5 * size * math.log(2 * math.pi * self.scale**2)

@@ -3,7 +3,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Float, PRNGKeyArray, PyTree, Shaped
+from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray, PyTree, Shaped
 
 from ..._manifold import AbstractManifold
 from .base import AbstractNormalizedBase
@@ -38,7 +38,7 @@ class UniformBase(AbstractNormalizedBase):
     def sample(self, key: PRNGKeyArray, args: PyTree) -> Shaped[Array, "..."]:
         return self.space.random_uniform(key)
 
-    def log_prob(self, x: Shaped[Array, "..."], args: PyTree) -> Float[Array, ""]:
+    def log_prob(self, x: Shaped[ArrayLike, "..."], args: PyTree) -> Float[Array, ""]:
         x = jnp.asarray(x)
         # -log vol, cast to the dtype of x (log_volume() comes in the default float dtype, and
         # strict promotion forbids mixing it with a float32 point).
