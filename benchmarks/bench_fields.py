@@ -130,7 +130,7 @@ def main() -> None:
     forward = {name: eqx.filter_jit(apply) for name, apply in impls}
 
     a = forward["chunked"](field, t, x)
-    for name in forward:
+    for name in [name for name in forward if name != "chunked"]:
         b = forward[name](field, t, x)
         # The naive version recovers v from wrapped float32 positions: ~eps * L absolute error.
         print(f"max |chunked - {name}| = {float(jnp.max(jnp.abs(a - b))):.2e} (same weights)")

@@ -187,7 +187,24 @@ def test_sphere_antipode_gives_a_finite_tangent_vector_of_length_pi():
     np.testing.assert_allclose(back, ys, atol=1e-12)
 
 
+def test_sphere_log_just_short_of_the_antipode_is_tangent():
+    # y at angle pi - delta from x: u = y - <x, y> x is tiny and its rounding error (~eps)
+    # must not leak into the normal direction.
+    x = np.asarray([0.48, -0.6, 0.64])
+    x /= np.linalg.norm(x)
+    w = np.cross(x, [1.0, 2.0, 2.0])
+    w /= np.linalg.norm(w)
+    deltas = np.asarray([1e-13, 1e-12, 1e-11, 1e-9, 1e-6])
+    ys = np.cos(math.pi - deltas)[:, None] * x + np.sin(math.pi - deltas)[:, None] * w
+    xs = np.broadcast_to(x, ys.shape)
+    vs, back = (np.asarray(a) for a in _antipodal_logs(jnp.asarray(xs), jnp.asarray(ys)))
+    np.testing.assert_allclose(vs @ x, 0.0, atol=1e-14)
+    np.testing.assert_allclose(np.linalg.norm(vs, axis=1), math.pi - deltas, rtol=1e-12)
+    np.testing.assert_allclose(back, ys, atol=1e-12)
+
+
 @jax.jit
+@jax.vmap
 def _sphere_derivatives_at(x):
     sphere = Sphere(2)
     return (
@@ -198,11 +215,12 @@ def _sphere_derivatives_at(x):
 
 
 def test_sphere_derivatives_are_finite_at_coincident_points():
-    x = jnp.asarray([0.48, -0.6, 0.64])
-    grad, jac_exp, jac_log = _sphere_derivatives_at(x)
-    np.testing.assert_allclose(grad, 0.0, atol=1e-15)
+    # A coordinate axis (where y - <x, y> x is exactly 0) and a generic point.
+    xs = jnp.asarray([[0.0, 0.0, 1.0], [0.48, -0.6, 0.64]])
+    grads, jac_exp, jac_log = _sphere_derivatives_at(xs)
+    np.testing.assert_allclose(grads, 0.0, atol=1e-15)
     # d exp(x, v) / dv at v = 0 and d log(x, y) / dy at y = x are the tangent projector.
-    projector = np.eye(3) - np.outer(x, x)
+    projector = np.eye(3)[None] - np.einsum("ni,nj->nij", xs, xs)
     np.testing.assert_allclose(jac_exp, projector, atol=1e-14)
     np.testing.assert_allclose(jac_log, projector, atol=1e-14)
 

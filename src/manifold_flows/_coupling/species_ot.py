@@ -28,25 +28,28 @@ def _assign_host(cost: ArrayLike, species: ArrayLike) -> tuple[np.ndarray, np.nd
     species = np.broadcast_to(np.asarray(species), (*batch_shape, n)).reshape(-1, n)
     perms = np.empty((flat.shape[0], n), dtype=np.int32)
     chosen = np.empty(flat.shape[0], dtype=np.int32)
-    blocks_cache: dict[bytes, list[np.ndarray]] = {}
-    for b in range(flat.shape[0]):
-        key = species[b].tobytes()
-        blocks = blocks_cache.get(key)
-        if blocks is None:
-            blocks = [np.flatnonzero(species[b] == s) for s in np.unique(species[b])]
-            blocks_cache[key] = blocks
-        best_cost, best_perm, best_g = np.inf, None, 0
-        for g in range(k):
-            perm = np.empty(n, dtype=np.int32)
-            total = 0.0
-            for idx in blocks:
-                sub = flat[b, g][np.ix_(idx, idx)]
-                rows, cols = linear_sum_assignment(sub)
-                perm[idx[rows]] = idx[cols]
-                total += float(sub[rows, cols].sum())
-            if best_perm is None or total < best_cost:
-                best_cost, best_perm, best_g = total, perm, g
-        perms[b], chosen[b] = best_perm, best_g
+    # Samples sharing a species vector (usually all of them) are solved together: the blocks
+    # of each species are cut out of all their cost matrices at once.
+    rows_of, group_of = np.unique(species, axis=0, return_inverse=True)
+    for group, labels in enumerate(rows_of):
+        members = np.flatnonzero(group_of.reshape(-1) == group)
+        sub_cost = flat[members]  # (m, k, n, n)
+        totals = np.zeros((members.size, k))
+        assignment = []  # per species block: (idx, cols of shape (m, k, block))
+        for label in np.unique(labels):
+            idx = np.flatnonzero(labels == label)
+            block = sub_cost[:, :, idx[:, None], idx[None, :]]  # (m, k, s, s)
+            cols = np.empty(block.shape[:3], dtype=np.int64)
+            for b in range(members.size):
+                for g in range(k):
+                    _, c = linear_sum_assignment(block[b, g])  # rows come back as 0..s-1
+                    cols[b, g] = c
+                    totals[b, g] += block[b, g, np.arange(idx.size), c].sum()
+            assignment.append((idx, cols))
+        best = np.argmin(totals, axis=1)  # the first of equally cheap candidates
+        chosen[members] = best
+        for idx, cols in assignment:
+            perms[members[:, None], idx[None, :]] = idx[cols[np.arange(members.size), best]]
     return perms.reshape(*batch_shape, n), chosen.reshape(batch_shape)
 
 

@@ -72,7 +72,7 @@ class Sphere(AbstractManifold):
         v = self.project_tangent(x, v)
         sq = jnp.sum(v * v)
         small = sq < _small_threshold(v.dtype)
-        theta = jnp.sqrt(sq)
+        theta = _safe_sqrt(sq, ~small)
         # cos(theta) and sin(theta)/theta, by Taylor series in theta^2 near 0.
         cos_series = 1.0 - sq / 2 + sq * sq / 24 - sq * sq * sq / 720
         sinc_series = 1.0 - sq / 6 + sq * sq / 120 - sq * sq * sq / 5040
