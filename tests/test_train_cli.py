@@ -95,6 +95,10 @@ def test_train_happy_path_writes_a_complete_run_and_resumes(
     code, out, err = run_cli([*base, "--epochs", "3", "--resume"], capsys, monkeypatch)
     assert code == 0, err
     assert mf.load_run(run_dir).step == 3 * steps_per_epoch
+    # resuming with other settings is refused before anything is overwritten
+    saved = (run_dir / "config.toml").read_text()
+    code, _, err = run_cli([*base, "--resume", "--set", "train.lr=0.01"], capsys, monkeypatch)
+    assert code == 2 and "train.lr" in err and (run_dir / "config.toml").read_text() == saved
 
 
 def _bad_npz(path: Path, positions: np.ndarray) -> Path:

@@ -21,7 +21,9 @@ def _assign_host(cost: ArrayLike, species: ArrayLike) -> tuple[np.ndarray, np.nd
     # NaN/inf costs (from non-finite inputs) would make the solver raise inside the compiled
     # step; treat them as prohibitively expensive instead (the loss is then non-finite anyway
     # and the training step reports it).
-    cost = np.nan_to_num(np.asarray(cost, dtype=np.float64), nan=1e30, posinf=1e30, neginf=1e30)
+    cost = np.asarray(cost)
+    if not np.all(np.isfinite(cost)):
+        cost = np.where(np.isfinite(cost), cost, 1e30)
     batch_shape = cost.shape[:-3]
     k, n = cost.shape[-3], cost.shape[-1]
     flat = cost.reshape(-1, k, n, n)
@@ -30,7 +32,10 @@ def _assign_host(cost: ArrayLike, species: ArrayLike) -> tuple[np.ndarray, np.nd
     chosen = np.empty(flat.shape[0], dtype=np.int32)
     # Samples sharing a species vector (usually all of them) are solved together: the blocks
     # of each species are cut out of all their cost matrices at once.
-    rows_of, group_of = np.unique(species, axis=0, return_inverse=True)
+    if np.all(species == species[:1]):
+        rows_of, group_of = species[:1], np.zeros(species.shape[0], dtype=np.int64)
+    else:
+        rows_of, group_of = np.unique(species, axis=0, return_inverse=True)
     for group, labels in enumerate(rows_of):
         members = np.flatnonzero(group_of.reshape(-1) == group)
         sub_cost = flat[members]  # (m, k, n, n)

@@ -27,8 +27,9 @@ def evaluate_batch(
     `jax.checkpoint`, so the large per-edge intermediates of an EGNN stay in the CPU cache in
     the forward pass and are recomputed chunk by chunk in the backward pass instead of being
     written to and read back from memory. On a 2-core CPU at the paper's size (N = 44,
-    batch 256) this makes a training step about 2.5x cheaper than one plain `vmap`; see
-    `benchmarks/README.md`. On an accelerator a plain `vmap` (`chunk_size=None`) may be better.
+    batch 256) a training step through it takes 2-2.5x less CPU time than through one plain
+    `vmap`, and a forward pass about 1.7x less; see `benchmarks/README.md`. On an
+    accelerator a plain `vmap` (`chunk_size=None`) may be better.
 
     **Arguments:**
 

@@ -33,7 +33,8 @@ class TorusEGNN(AbstractVectorField):
     masked, and the square root is guarded so that coincident particles give finite gradients.
 
     The output has the dtype of `x`; the parameters are cast to it on the fly (train in
-    float32, evaluate likelihoods in float64 with the same weights).
+    float32, evaluate likelihoods in float64 with the same weights). One configuration in;
+    batch with `jax.vmap` or, faster on a CPU, `manifold_flows.evaluate_batch`.
 
     **Arguments:**
 

@@ -13,6 +13,7 @@ from ._divergence import (
     HutchinsonDivergence as HutchinsonDivergence,
 )
 from .audit import (
+    CHECK_NAMES as AUDIT_CHECKS,
     AuditCheck as AuditCheck,
     AuditReport as AuditReport,
     default_logq_tolerance as default_logq_tolerance,
@@ -24,6 +25,7 @@ from .continuous import ContinuousFlow as ContinuousFlow
 from .solution import FlowSolution as FlowSolution, FlowStats as FlowStats
 
 __all__ = [
+    "AUDIT_CHECKS",
     "AbstractBase",
     "AbstractDivergence",
     "AbstractLikelihood",

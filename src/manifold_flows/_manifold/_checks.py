@@ -38,7 +38,7 @@ def check_point_array(
         )
     return eqx.error_if(
         x,
-        jnp.asarray(False),
+        ~jnp.all(jnp.isfinite(x)),
         f"{what} has NaN or infinite coordinates; check the input data or the step that "
         "produced it (e.g. an ODE solver that diverged).",
     )

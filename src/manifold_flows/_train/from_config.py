@@ -316,6 +316,41 @@ def setup_run(
     )
 
 
+#: What may change when a run is resumed (everything else must match the saved config).
+_RESUME_FREE = {
+    ("", "run_dir"),
+    ("data", "path"),
+    ("train", "epochs"),
+    ("train", "log_every"),
+    ("train", "checkpoint_every"),
+}
+
+
+def _check_same_config(saved: dict[str, Any], new: dict[str, Any], run_dir: Path) -> None:
+    """Refuse (before anything is written) to resume a run with a different configuration."""
+
+    def flat(config):
+        out = {}
+        for key, value in config.items():
+            if isinstance(value, dict):
+                out.update({(key, k): v for k, v in value.items()})
+            else:
+                out[("", key)] = value
+        return out
+
+    old, now = flat(saved), flat(new)
+    diff = sorted(
+        ".".join(k for k in key if k)
+        for key in set(old) | set(now)
+        if key not in _RESUME_FREE and old.get(key) != now.get(key)
+    )
+    if diff:
+        raise ValueError(
+            f"cannot resume the run in {run_dir} with a different configuration ({', '.join(diff)} "
+            "changed); only train.epochs, train.log_every and train.checkpoint_every may change."
+        )
+
+
 def train_from_config(
     config: dict[str, Any],
     *,
@@ -342,6 +377,8 @@ def train_from_config(
             f"{run_dir} already holds a training run; pass --resume to continue it or choose "
             "another --run-dir."
         )
+    if resume and (run_dir / CHECKPOINT).is_file() and (run_dir / CONFIG).is_file():
+        _check_same_config(read_config(run_dir / CONFIG), setup.config, run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     from .._io import atomic_write_text
 

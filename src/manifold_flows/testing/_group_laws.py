@@ -18,7 +18,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, PRNGKeyArray, Shaped
+from jaxtyping import Array, PRNGKeyArray, PyTree, Shaped
 
 from .._group import (
     AbstractFiniteGroupAction,
@@ -143,11 +143,11 @@ def _law_errors(
     if isinstance(action, ProductAction):
         # Each pair of factors must commute for the product to be a group action.
         count = len(action.actions)
-        pairs = [(i, j) for i in range(count) for j in range(i + 1, count)]
+        factor_pairs = [(i, j) for i in range(count) for j in range(i + 1, count)]
 
         def commute_error(g):
             worst = jnp.zeros((), dtype=x.dtype)
-            for i, j in pairs:
+            for i, j in factor_pairs:
                 ai, aj = action.actions[i], action.actions[j]
                 ij = ai.act(g[i], aj.act(g[j], x))
                 ji = aj.act(g[j], ai.act(g[i], x))
@@ -178,7 +178,7 @@ def _law_errors(
     return errors, scales, products
 
 
-def _flat_rows(tree: GroupElement, count: int) -> np.ndarray:
+def _flat_rows(tree: PyTree, count: int) -> np.ndarray:
     """Stacked elements (leading axis `count`) as rows of one float64 matrix."""
     leaves = [np.asarray(a, dtype=np.float64).reshape(count, -1) for a in jax.tree.leaves(tree)]
     return np.concatenate(leaves, axis=1) if leaves else np.zeros((count, 0))
@@ -195,7 +195,7 @@ def _distance_to_set(rows: np.ndarray, table: np.ndarray) -> np.ndarray:
 
 def _closure_pairs(
     action: AbstractGroupAction, draws: _Draws
-) -> tuple[tuple[GroupElement, GroupElement] | None, GroupElement | None]:
+) -> tuple[tuple[GroupElement, GroupElement] | None, PyTree | None]:
     """For a finite group small enough to enumerate: its elements and the pairs whose products
     the closure law checks (every pair for small groups, the drawn pairs otherwise)."""
     if not isinstance(action, AbstractFiniteGroupAction) or action.order > _MAX_CHECKED_ORDER:
@@ -210,7 +210,7 @@ def _closure_pairs(
 
 def _finite_group_results(
     action: AbstractFiniteGroupAction,
-    elements: GroupElement,
+    elements: PyTree,
     products: GroupElement,
     draws: _Draws,
     atol: float,
