@@ -191,18 +191,6 @@ def test_forward_and_reverse_agree(seed):
     np.testing.assert_allclose(rev.divergence_integral, fwd.divergence_integral, atol=1e-6)
 
 
-def test_monte_carlo_normalisation_one_particle(key):
-    # For one particle on the 2D torus, E_uniform[q(x) vol] = integral of q = 1.
-    space = mf.ParticleSpace(TORUS, 1)
-    flow = mf.ContinuousFlow(space, periodic_field, rtol=1e-7, atol=1e-7)
-    x = jax.vmap(space.random_uniform)(jax.random.split(key, 1024))
-    log_q = mf.log_prob_batch(flow, x, None, chunk_size=None)
-    assert float(jnp.std(log_q)) > 0.1  # far from uniform
-    ratio = np.exp(np.asarray(log_q) + float(space.log_volume()))
-    stderr = ratio.std(ddof=1) / np.sqrt(ratio.size)
-    assert abs(ratio.mean() - 1) < 4 * stderr
-
-
 # ---------------------------------------------------------------- solver options and stats
 def counting_field(counter):
     def bump(t):
@@ -242,14 +230,13 @@ def test_fixed_step_solvers_converge_to_the_adaptive_answer(key):
     reference, _ = forward_then_reverse(FLOW, key)
     x0 = reference.x0
     errors = {}
-    for solver, steps in (("euler", 100), ("heun", 25), ("tsit5", 5)):
+    for solver, steps in (("euler", 100), ("heun", 25)):
         flow = mf.ContinuousFlow(SPACE, periodic_field, solver=solver, num_steps=steps)
         sol = jax.jit(lambda x, f=flow: f.forward(x, None))(x0)
         assert int(sol.stats.num_steps) == steps
         errors[solver] = abs(float(sol.log_q - reference.log_q))
     assert errors["euler"] < 5e-2
     assert errors["heun"] < 5e-3
-    assert errors["tsit5"] < 1e-4
 
 
 def test_max_steps_exceeded_is_a_clear_error(key):
@@ -353,12 +340,16 @@ def test_dataset_base_is_an_unnormalised_boltzmann_density(key):
     base = mf.DatasetBase(data, system.energy)
     assert not base.normalized and base.temperature == 0.5
     species = jnp.asarray(system.species)
-    for k in jax.random.split(key, 3):
+
+    @jax.jit
+    def draw(k):
         x = base.sample(k, species)
+        return x, base.log_prob(x, species), system.energy(x, species)
+
+    for k in jax.random.split(key, 3):
+        x, log_p, energy = draw(k)
         assert np.any(np.all(np.abs(frames - np.asarray(x)) < 1e-12, axis=(1, 2)))
-        np.testing.assert_allclose(
-            base.log_prob(x, species), -system.energy(x, species) / 0.5, rtol=1e-12
-        )
+        np.testing.assert_allclose(log_p, -energy / 0.5, rtol=1e-12)
     flow = mf.ContinuousFlow(base.space, Constant(np.zeros((n, 2))), base=base)
     assert not flow.normalized
     with pytest.raises(ValueError, match=r"T=0\.5"):
@@ -366,7 +357,7 @@ def test_dataset_base_is_an_unnormalised_boltzmann_density(key):
     with pytest.raises(ValueError, match="temperature"):
         mf.DatasetBase(data.replace(temperature=None), system.energy)
     with pytest.raises(Exception, match="species"):
-        jax.block_until_ready(base.log_prob(frames[0], species[::-1]))
+        jax.block_until_ready(jax.jit(base.log_prob)(frames[0], species[::-1]))
 
 
 def test_construction_errors():

@@ -68,7 +68,10 @@ class SpeciesOTCoupling(AbstractCoupling):
     `Euclidean`: the eFM variant). With `point_group`, every element `R` of a finite group
     acting on configurations (the box point group) is tried on `x1` as well and the cheapest
     `(R, perm)` is kept. Both are symmetries of the data distribution, so the marginals of the
-    coupling are unchanged.
+    coupling are unchanged. The optimal cost is invariant when `x0` and `x1` are moved by the
+    same permutation within species, torus translation or box symmetry; with `point_group`
+    the search turns `x1` about the box origin, which does not commute with translations, so
+    that variant is invariant under permutations and the point group only.
 
     Implementation: the cost matrices are computed in JAX (jit/vmap friendly); the assignment
     runs on the host through `jax.pure_callback` with `vmap_method="expand_dims"`, so a

@@ -77,15 +77,10 @@ def _torus_factor(manifold: AbstractManifold) -> FlatTorus | None:
     return manifold if isinstance(manifold, FlatTorus) else None
 
 
-def _sample_points(
-    manifold: AbstractManifold, key: PRNGKeyArray, num: int, dtype, compact: bool
-) -> Array:
-    """`num` points: uniform on compact manifolds, projected Gaussians (scale 2) otherwise."""
-    if compact:
-        keys = jax.random.split(key, num)
-        return jax.vmap(lambda k: manifold.random_uniform(k, dtype=dtype))(keys)
-    gauss = 2.0 * jax.random.normal(key, (num, *manifold.point_shape), dtype)
-    return jax.vmap(manifold.project)(gauss)
+def _uniform_samples(manifold: AbstractManifold, key: PRNGKeyArray, num: int, dtype) -> Array:
+    """`num` points drawn by `random_uniform` (one vmapped PRNG graph)."""
+    keys = jax.random.split(key, num)
+    return jax.vmap(lambda k: manifold.random_uniform(k, dtype=dtype))(keys)
 
 
 def _brute_force_log(torus: FlatTorus, x: Float[Array, " d"], y: Float[Array, " d"]) -> Array:
@@ -226,7 +221,7 @@ def _law_errors(
     parts = lambda a, k: [a[i * n : (i + 1) * n] for i in range(k)]
 
     if compact:
-        drawn = _sample_points(M, key, 3 * n + num_samples, dtype, compact)
+        drawn = _uniform_samples(M, key, 3 * n + num_samples, dtype)
         x, y, z = parts(drawn, 3)
         samples = drawn[3 * n :]
     else:
