@@ -5,6 +5,7 @@ import time
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 
 class Precision(enum.StrEnum):
@@ -23,7 +24,7 @@ _PRECISIONS = {
 def _cell(check) -> str:
     law = check.law
     if check.note:
-        return f"[red]FAIL[/red] {check.note}"
+        return f"[red]FAIL[/red] {escape(check.note)}"
     mark = "[green]PASS[/green]" if law.passed else "[red]FAIL[/red]"
     return f"{mark} {law.error:.1e}/{law.tolerance:.0e}"
 
@@ -56,14 +57,18 @@ def _render(report, console) -> None:
         table.add_row(f"  {law}", *(_cell(cells[col]) if col in cells else "-" for col in columns))
     console.print(table)
     for note in report.notes:
-        console.print(f"note: {note}")
+        console.print(f"note: {escape(note)}", soft_wrap=True)
     failed = [c for c in report.checks if not c.law.passed]
-    if failed:
+    if not report.checks:
+        console.print("[red]FAIL[/red]: no checks ran.")
+    elif failed:
         console.print(f"[red]FAIL[/red]: {len(failed)} of {len(report.checks)} checks failed:")
         for c in failed:
             detail = c.note or f"error {c.law.error:.3g} > tolerance {c.law.tolerance:.3g}"
             console.print(
-                f"  FAIL {c.kind} {c.subject} {c.law.name} ({c.precision}, {c.device}): {detail}"
+                f"  FAIL {c.kind} {c.subject} {c.law.name} ({c.precision}, {c.device}): "
+                f"{escape(detail)}",
+                soft_wrap=True,  # one greppable line per failure
             )
     else:
         console.print(f"[green]PASS[/green]: all {len(report.checks)} checks passed.")

@@ -87,27 +87,24 @@ def test_exact_divergence_torus_egnn(key):
 
 def test_chunking_bounds_memory(key):
     # The point of chunking: the compiled program's scratch memory is that of one chunk of
-    # tangents, not of all N d of them. A pair field with (n, n, H) edge features, like the
-    # EGNN's.
-    n, h = 12, 32
+    # tangents, not of all N d of them.
+    n = 12
+    field = mf.TorusEGNN(TORUS, 2, width=8, depth=1, key=key)
+    species = jnp.zeros(n, dtype=jnp.int32)
     space = mf.ParticleSpace(TORUS, n)
-    w = jax.random.normal(key, (D, h))
-    u = jax.random.normal(jax.random.fold_in(key, 1), (h, D))
-
-    def pair_field(y):
-        features = jnp.tanh(jnp.sin(y[:, None, :] - y[None, :, :]) @ w)  # (n, n, h)
-        return jnp.sum(features, axis=1) @ u
-
     x = space.random_uniform(key)
 
     def temp_bytes(chunk_size):
-        fn = lambda z: mf.ExactDivergence(chunk_size)(pair_field, z, None, space)[1]
+        fn = lambda z: mf.ExactDivergence(chunk_size)(
+            lambda y: field(jnp.asarray(0.5), y, species), z, None, space
+        )[1]
         stats = jax.jit(fn).lower(x).compile().memory_analysis()
         if stats is None:
             pytest.skip("this backend reports no memory analysis")
         return stats.temp_size_in_bytes
 
-    assert temp_bytes(2) * 4 < temp_bytes(n * D)
+    # Measured: about 4x (the linearisation's residuals are common to both).
+    assert temp_bytes(2) * 2 < temp_bytes(n * D)
 
 
 def linear_gradient_field(a):

@@ -357,7 +357,7 @@ def test_dataset_base_is_an_unnormalised_boltzmann_density(key):
     with pytest.raises(ValueError, match="temperature"):
         mf.DatasetBase(data.replace(temperature=None), system.energy)
     with pytest.raises(Exception, match="species"):
-        jax.block_until_ready(jax.jit(base.log_prob)(frames[0], species[::-1]))
+        jax.block_until_ready(eqx.filter_jit(base.log_prob)(frames[0], species[::-1]))
 
 
 def test_construction_errors():

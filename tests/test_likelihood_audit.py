@@ -26,7 +26,7 @@ def strong_egnn(key):
     # zero field, whose density would be trivially invariant.
     field = mf.TorusEGNN(TORUS, 2, width=8, depth=1, key=key)
     return eqx.tree_at(
-        lambda f: [layer.coord2 for layer in f.core.layers], field, replace_fn=lambda w: 300 * w
+        lambda f: [layer.coord2 for layer in f.core.layers], field, replace_fn=lambda w: 30 * w
     )
 
 

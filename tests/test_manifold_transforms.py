@@ -87,14 +87,14 @@ def _point_difference(manifold, a, b):
 
 
 @pytest.mark.parametrize("name", NAMES)
-@settings(max_examples=3)
+@settings(max_examples=2)
 @given(seed=seeds())
 def test_jit_and_vmap_agree_with_an_eager_python_loop(name, seed):
     manifold = REGISTRY[name]
     x, y, v, a, d = _inputs(manifold, seed)
     batched, _ = _batched(manifold, x, y, v, a, d)
     rtol, atol = tolerance(jnp.float64)
-    for i in range(2):  # eager, one point at a time
+    for i in range(1):  # eager (op by op: slow to compile, so one point)
         eager = _maps(manifold, x[i], y[i], v[i], a[i])
         for key, value in eager.items():
             np.testing.assert_allclose(

@@ -418,6 +418,6 @@ def group_action_registry() -> dict[str, GroupActionCase]:
         "orthogonal_2d": _euclidean_case(OrthogonalGroup(2), 2, 5),
         "orthogonal_3d": _euclidean_case(OrthogonalGroup(3), 3, 4),
         "euclidean_permutation_rotation": _euclidean_case(
-            ProductAction(PermutationWithinSpecies(sorted_species), OrthogonalGroup(3)), 3, 5
+            ProductAction(PermutationWithinSpecies(sorted_species), OrthogonalGroup(2)), 2, 5
         ),
     }
