@@ -8,6 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, Int
 
+from .._field import AbstractVectorField, evaluate_batch
 from .._interpolant import AbstractInterpolant
 
 
@@ -43,12 +44,15 @@ def per_sample_loss(
     """`mean over particles and axes of |v(t, x_t) - u_t|^2`, one value per pair."""
     x0, x1, t = _check_batch(x0, x1, t, z)
 
-    def one(t_i, a, b, z_i):
-        x_t, u_t = interpolant.interpolate_and_velocity(t_i, a, b, z_i)
-        v = field(t_i, x_t, species)
-        return jnp.mean((v - u_t) ** 2)
-
-    return jax.vmap(one)(t, x0, x1, z)
+    x_t, u_t = jax.vmap(interpolant.interpolate_and_velocity)(t, x0, x1, z)
+    if isinstance(field, AbstractVectorField):
+        # Chunked + rematerialised evaluation: same values and gradients as a vmap, 2-2.5x
+        # less CPU time per training step at the paper's size (benchmarks/README.md).
+        v = evaluate_batch(field, t, x_t, species)
+    else:
+        v = jax.vmap(lambda t_i, x_i: field(t_i, x_i, species))(t, x_t)
+    axes = tuple(range(1, v.ndim))
+    return jnp.mean((v - u_t) ** 2, axis=axes)
 
 
 def flow_matching_loss(

@@ -2,8 +2,8 @@
 
 Strategies draw a **seed** and build the arrays from it with `jax.random`, so shapes are
 fixed per manifold (a jitted function under test compiles once) and a failing example is
-reproduced from its seed. Group elements come from
-`manifold_flows.testing.group_elements(action)`.
+reproduced from its seed. `group_elements(action)` (from the group-law kit) draws group
+elements.
 
 ```python
 from hypothesis import given
@@ -27,6 +27,7 @@ from hypothesis import strategies as st
 from jaxtyping import Array, Int
 
 from .._manifold import AbstractManifold, ParticleSpace
+from ._group_laws import group_elements as group_elements
 from ._registry import manifold_registry as manifold_registry
 from ._sampling import random_point, random_tangent
 
@@ -34,6 +35,7 @@ T = TypeVar("T")
 
 __all__ = [
     "configurations",
+    "group_elements",
     "manifold_registry",
     "manifolds",
     "points",
