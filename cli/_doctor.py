@@ -86,8 +86,11 @@ def doctor(
         ),
     ] = False,
 ) -> None:
-    """Print the JAX backend, devices and precision, then check every manifold and group-action
-    law on them (exit code 0 if all pass, 1 otherwise)."""
+    """Check the geometry and symmetry laws on this machine's JAX backend and devices.
+
+    Prints the JAX version, backend, devices and default precision, then a PASS/FAIL table
+    of every manifold and group-action law; exits 0 if all pass, 1 otherwise.
+    """
     from rich.console import Console
 
     from manifold_flows.testing import run_doctor
