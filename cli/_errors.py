@@ -21,14 +21,16 @@ def run_guarded(app: typer.Typer) -> int:
     except SystemExit as exc:  # typer/click exit paths
         return int(exc.code or 0)
     except KeyboardInterrupt:
-        print("mflows: interrupted; finished work was kept (rerun with --resume to go on).",
-              file=sys.stderr)
+        print(
+            "mflows: interrupted; finished work was kept (rerun with --resume to go on).",
+            file=sys.stderr,
+        )
         return 130
     except _USER_MISTAKES as exc:
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         print(f"mflows: error: {msg}", file=sys.stderr)
         return 2
-    except Exception as exc:  # noqa: BLE001 - last resort: still one line, but say it is a bug
+    except Exception as exc:  # last resort: still one line, but say it is a bug
         import click
 
         if isinstance(exc, click.exceptions.ClickException):

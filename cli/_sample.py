@@ -34,9 +34,10 @@ def register(app: typer.Typer) -> None:
         chunk_size: Annotated[
             int,
             typer.Option(
-                "--chunk-size", help="Samples per chunk (vmapped together, saved together)."
+                "--chunk-size",
+                help="Samples per chunk (drawn and saved together; the unit of --resume).",
             ),
-        ] = 64,
+        ] = 16,
         resume: Annotated[
             bool,
             typer.Option("--resume", help="Continue an interrupted run from its finished chunks."),

@@ -121,6 +121,27 @@ def test_report_numbers_equal_direct_analysis_calls(label):
     assert run["agreement_u"]["tested"] is (weights.ess > 100)
 
 
+def test_ess_against_r_uses_prefixes(tmp_path):
+    """The ESS curve holds the ESS of the first R' samples for log-spaced R' up to R."""
+    ref = make_reference()
+    rng = np.random.default_rng(11)
+    r = 80
+    positions = ref.positions[rng.integers(0, ref.num_samples, r)]
+    energy = mf.system_energies(ipl_system(), positions, ref.species, block=40)
+    log_q = -energy / TEMPERATURE + rng.normal(0.0, 1.5, r)  # a decent, imperfect sampler
+    samples = ref.replace(positions=positions, energy=energy, extra={"log_q": log_q})
+    report = mf.evaluate_runs(
+        {"synthetic": samples}, reference=ref, out_dir=tmp_path, num_bootstrap=50, plots=False
+    )
+    curve = report["runs"]["synthetic"]["ess_curve"]
+    sizes = np.asarray(curve["R"])
+    assert sizes[0] == 10 and sizes[-1] == r and np.all(np.diff(sizes) > 0)
+    assert np.all(np.diff(np.log(sizes)) < 0.3)  # log-spaced, no large gaps
+    for size, ess in zip(sizes, curve["ess"], strict=True):
+        assert ess == pytest.approx(mf.reweight(energy[:size], log_q[:size], TEMPERATURE).ess)
+    assert report["runs"]["synthetic"]["weights"]["ess"] == pytest.approx(curve["ess"][-1])
+
+
 def test_reference_numbers_equal_direct_calls():
     _, report = evaluation()
     ref = make_reference()
@@ -225,7 +246,7 @@ def test_cli_evaluate_happy_path(tmp_path, monkeypatch, capsys):
         monkeypatch, capsys,
         "evaluate", "--samples", f"eRSI={sample_path}", "--samples", str(sample_path),
         "--reference", str(tmp_path / "ref.npz"), "--temperature", "0.1", "--out", str(out),
-        "--bootstrap", "50",
+        "--bootstrap", "50", "--no-plots",
     )  # fmt: skip
     assert code == 0, stderr
     report = json.loads((out / "report.json").read_text())
@@ -299,16 +320,21 @@ def test_cli_audit_goes_into_report_and_exit_code(fail, tmp_path, monkeypatch, c
 
 @pytest.mark.slow
 def test_real_audit_of_the_tiny_run(tmp_path):
+    """The real audit (slow). The run is labelled apart from the samples, so it is audited
+    with the default solver (dopri5 at 1e-5) rather than the samples' two Euler steps, which
+    are too coarse for the audit's known-answer problems."""
     sample_path, _ = tiny_samples()
     report = mf.evaluate_runs(
         {"eRSI": sample_path},
         reference=make_reference(),
         out_dir=tmp_path,
-        audit_runs={"eRSI": tiny_run_dir()},
+        audit_runs={"tiny": tiny_run_dir()},
         audit_options={"num_points": 2, "num_probes": 16},
         num_bootstrap=50,
         plots=False,
     )
-    assert report["audit_passed"] is True
-    names = {c["name"]: c["passed"] for c in report["audits"]["eRSI"]["checks"]}
+    audit = report["audits"]["tiny"]
+    assert report["audit_passed"] is True, audit["table"]
+    assert audit["config"]["solver"] == "Dopri5"
+    names = {c["name"]: c["passed"] for c in audit["checks"]}
     assert names["forward_reverse"] and names["group_invariance"] and names["exact_divergence"]

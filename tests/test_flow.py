@@ -328,7 +328,7 @@ def test_base_distributions(key):
 
 
 def test_dataset_base_is_an_unnormalised_boltzmann_density(key):
-    system = mf.get_system("ipl-n10")
+    system = mf.get_system("ipl-n44")  # box wider than twice the cutoff: no image warning
     n = len(system.species)
     torus = mf.FlatTorus(float(system.parameters["box"][0]), dim=2)
     frames = np.stack(

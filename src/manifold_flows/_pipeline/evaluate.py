@@ -451,6 +451,16 @@ def evaluate_runs(
                 f"samples were written for T={ds.temperature:g}; their weights were recomputed "
                 f"at T={temperature:g}"
             )
+        if usable and weights.max_weight > 0.5:
+            notes.append(
+                f"degenerate weights: one sample carries {100 * weights.max_weight:.0f}% of the "
+                "weight, so reweighted values, their error bars and k-hat say little"
+            )
+        if cv.reweighted is not None and cv.reweighted < 0:
+            notes.append(
+                "the reweighted c_v is negative: rounding error (the energies span many orders "
+                "of magnitude), not a physical value"
+            )
         if meta.get("euclidean_flow"):
             notes.append(
                 "Euclidean flow (eFM): log q is the density of the unwrapped point in R^(n d) "
@@ -486,7 +496,7 @@ def evaluate_runs(
             },
             "notes": notes,
         }
-        rdf_runs[label] = {"raw": rdf.g, "reweighted": rdf.g_reweighted}
+        rdf_runs[label] = {"raw": rdf.g, "reweighted": rdf.g_reweighted, "ess": weights.ess}
         hist_runs[label] = {
             "density": hist.density,
             "density_reweighted": hist.density_reweighted,
@@ -497,6 +507,7 @@ def evaluate_runs(
         ess_runs[label] = {"R": sizes, "ess": ess}
         weight_runs[label] = {
             "weights": weights.weights,
+            "ess": weights.ess,
             "khat": weights.khat,
             "khat_status": weights.khat_status,
         }

@@ -20,8 +20,18 @@ COLORS = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0
 REFERENCE_COLOR = "black"
 
 
+MARKERS = ("o", "s", "^", "D", "v", "P", "X")
+#: Reweighted curves of runs with a smaller ESS are left out of g(r) (a handful of samples
+#: gives spikes that hide the other curves); the legend says so.
+MIN_ESS_TO_DRAW = 10.0
+
+
 def run_color(index: int) -> str:
     return COLORS[index % len(COLORS)]
+
+
+def run_marker(index: int) -> str:
+    return MARKERS[index % len(MARKERS)]
 
 
 def _figure(width: float, height: float):
@@ -53,9 +63,10 @@ def plot_rdf(
 ) -> Path:
     """`g_ab(r)`, one panel per species pair: reference (black), each run raw (dashed) and
     reweighted (solid). `runs[label]` holds `"raw"` and `"reweighted"` (or `None`) arrays
-    `(num_pairs, num_bins)`."""
+    `(num_pairs, num_bins)`, and `"ess"`: reweighted curves of runs with an ESS below
+    `MIN_ESS_TO_DRAW` are listed in the legend but not drawn."""
     rows, cols = _grid(len(pair_names))
-    fig = _figure(4.2 * cols, 3.4 * rows)
+    fig = _figure(4.2 * cols, 3.4 * rows + 0.25 * (2 + len(runs)))
     axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).ravel()
     for k, name in enumerate(pair_names):
         ax = axes[k]
@@ -63,8 +74,15 @@ def plot_rdf(
         for i, (label, data) in enumerate(runs.items()):
             color = run_color(i)
             ax.plot(r, data["raw"][k], color=color, lw=1.2, ls="--", label=f"{label} raw")
-            if data.get("reweighted") is not None:
-                ax.plot(r, data["reweighted"][k], color=color, lw=1.6, label=f"{label} reweighted")
+            ess = data.get("ess")
+            if data.get("reweighted") is None:
+                continue
+            if ess is not None and ess < MIN_ESS_TO_DRAW:
+                # an empty line keeps the legend entry that says why the curve is missing
+                ax.plot([], [], color=color, lw=1.6, alpha=0.3,
+                        label=f"{label} reweighted: not drawn (ESS {ess:.1f})")  # fmt: skip
+                continue
+            ax.plot(r, data["reweighted"][k], color=color, lw=1.6, label=f"{label} reweighted")
         ax.axhline(1.0, color="0.7", lw=0.8, zorder=0)
         ax.set_title(f"$g_{{{name}}}(r)$")
         ax.set_xlabel("r")
@@ -73,7 +91,8 @@ def plot_rdf(
     for ax in axes[len(pair_names) :]:
         ax.set_visible(False)
     axes[0].set_ylabel("g(r)  (ideal gas = 1)")
-    axes[0].legend(fontsize=7, loc="upper left")
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=min(len(labels), 4), fontsize=8)
     return _save(fig, path)
 
 
@@ -130,12 +149,13 @@ def plot_ess(path: str | os.PathLike, runs: Mapping[str, dict[str, Any]]) -> Pat
         (ax_frac, np.ones_like(grid), 1.0 / grid),
     ):
         ax.plot(grid, perfect, color="0.6", ls=":", lw=1.2, label="perfect (ESS = R)")
-        ax.plot(grid, degenerate, color="0.3", ls="--", lw=1.2, label="degenerate (ESS = 1)")
+        ax.plot(grid, degenerate, color="0.3", ls="--", lw=1.2, label="degenerate (ESS = 1, 1/R)")
     for i, (label, data) in enumerate(runs.items()):
         R = np.asarray(data["R"], dtype=float)
         ess = np.asarray(data["ess"], dtype=float)
-        ax_ess.plot(R, np.maximum(ess, 1e-300), "o-", ms=3, color=run_color(i), label=label)
-        ax_frac.plot(R, np.maximum(ess / R, 1e-300), "o-", ms=3, color=run_color(i), label=label)
+        style = dict(color=run_color(i), marker=run_marker(i), ms=4 + 1.5 * i, mfc="none", lw=1.3)
+        ax_ess.plot(R, np.maximum(ess, 1e-300), label=label, **style)
+        ax_frac.plot(R, np.maximum(ess / R, 1e-300), label=label, **style)
     for ax, ylabel in ((ax_ess, "ESS"), (ax_frac, "ESS / R")):
         ax.set_xscale("log")
         ax.set_yscale("log")
@@ -148,29 +168,38 @@ def plot_ess(path: str | os.PathLike, runs: Mapping[str, dict[str, Any]]) -> Pat
 
 
 def plot_weight_tail(path: str | os.PathLike, runs: Mapping[str, dict[str, Any]]) -> Path:
-    """Sorted normalised importance weights against their rank (log-log): a flat curve at
-    1/R is a perfect sampler, a steep drop means a few samples carry all the weight.
-    `runs[label]` holds `"weights"` (normalised) and `"khat"`, `"khat_status"`."""
-    fig = _figure(5.6, 3.8)
+    """Sorted importance weights times R (`R w`, so 1 means every sample counts equally)
+    against the rank divided by R, log-log: a flat curve at 1 is a perfect sampler, a steep
+    drop means a few samples carry all the weight. Weights below `1e-6 / R` are cut off the
+    axis. `runs[label]` holds `"weights"` (normalised) and `"khat"`, `"khat_status"`, `"ess"`."""
+    fig = _figure(6.2, 4.0)
     ax = fig.subplots()
+    top = 1.0
     for i, (label, data) in enumerate(runs.items()):
         w = np.sort(np.asarray(data["weights"], dtype=float))[::-1]
-        rank = np.arange(1, w.size + 1)
-        positive = w > 0
+        size = w.size
+        scaled = w * size
+        shown = scaled > 1e-6
         khat = data.get("khat")
         khat_text = "n/a" if khat is None or not np.isfinite(khat) else f"{khat:.2f}"
+        ess = data.get("ess")
+        ess_text = "" if ess is None else f", ESS {ess:.1f}"
         ax.plot(
-            rank[positive],
-            w[positive],
+            (np.arange(1, size + 1) / size)[shown],
+            scaled[shown],
             color=run_color(i),
-            lw=1.5,
-            label=f"{label} (k-hat {khat_text}, {data.get('khat_status', '')})",
+            marker=run_marker(i) if np.count_nonzero(shown) < 20 else None,
+            mfc="none",
+            lw=1.6,
+            label=f"{label} (R {size}{ess_text}, k-hat {khat_text} {data.get('khat_status', '')})",
         )
-        ax.axhline(1.0 / w.size, color=run_color(i), ls=":", lw=0.9)
+        top = max(top, float(scaled[0]))
+    ax.axhline(1.0, color="0.5", ls=":", lw=1.0, label="equal weights (R w = 1)")
     ax.set_xscale("log")
     ax.set_yscale("log")
-    ax.set_xlabel("rank of the weight")
-    ax.set_ylabel("normalised weight (dotted: 1/R)")
-    ax.set_title("weight tail", fontsize=10)
-    ax.legend(fontsize=7)
+    ax.set_ylim(1e-6, 3 * top)
+    ax.set_xlabel("rank / R  (largest weight first)")
+    ax.set_ylabel("R x normalised weight")
+    ax.set_title("importance-weight tail", fontsize=10)
+    ax.legend(fontsize=7, loc="lower left")
     return _save(fig, path)

@@ -27,9 +27,16 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._energy import ParticleSystem
-from .._io import Dataset, atomic_write_bytes, atomic_write_text, sha256_file, write_extxyz
-from .._io.manifest import write_manifest
+from .._io import (
+    Dataset,
+    atomic_write_bytes,
+    atomic_write_text,
+    sha256_file,
+    write_extxyz,
+    write_manifest,
+)
 from .._train import TrainedRun, load_run
+from .._train.run import CHECKPOINT
 from .flow import DTYPES, describe_density, flow_for_run, is_euclidean
 from .progress import SampleProgress
 from .system import check_system, resolve_system
@@ -83,7 +90,10 @@ def _check_int(name: str, value: Any, minimum: int) -> int:
 def _draw(flow, root, indices, species):
     """Samples `indices` of the stream `fold_in(root, r)`: end points, log q and statistics."""
     keys = jax.vmap(lambda i: jax.random.fold_in(root, i))(indices)
-    solution = jax.vmap(lambda k: flow.sample_solution(k, species))(keys)
+    # One solve after another inside one compiled call: adaptive solves vmapped together move in
+    # lockstep (every sample pays for the stiffest one), measured 1.5-10x slower per sample on
+    # a 2-core CPU (benchmarks/bench_likelihood.py).
+    solution = jax.lax.map(lambda k: flow.sample_solution(k, species), keys)
     stats = solution.stats
     return (
         solution.x1,
@@ -207,7 +217,7 @@ def sample_to_file(
     num_samples: int,
     out: str | os.PathLike,
     seed: int = 0,
-    chunk_size: int = 64,
+    chunk_size: int = 16,
     solver: str = "dopri5",
     rtol: float = 1e-5,
     atol: float = 1e-5,
@@ -246,7 +256,8 @@ def sample_to_file(
     - `out`: the `.npz` output; the extended XYZ copy goes to the same name with `.extxyz`,
       the manifest to `<stem>.manifest.json`.
     - `seed`: seed of the sample stream.
-    - `chunk_size`: samples vmapped together and saved per chunk file.
+    - `chunk_size`: samples drawn in one compiled call and saved per chunk file (the unit
+      of resumption: an interrupted run keeps every finished chunk).
     - `solver`, `rtol`, `atol`, `num_steps`, `max_steps`: the ODE solver (`ContinuousFlow`).
     - `dtype`: `"float64"` (default, for importance weights) or `"float32"`.
     - `temperature`: the target temperature of the weights (default: the run's).
@@ -311,7 +322,7 @@ def sample_to_file(
         )
     else:
         check_system(system, box=box, species=species, what=f"the system {system.name!r}")
-    checkpoint = run.run_dir / "checkpoint.eqx"
+    checkpoint = Path(run.run_dir) / CHECKPOINT
     settings = {
         "run_dir": str(Path(run.run_dir).resolve()),
         "run_step": int(run.step),
