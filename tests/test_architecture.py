@@ -283,3 +283,25 @@ def test_public_names_are_listed_in_all(module):
     mod = importlib.import_module(module)
     for name in mod.__all__:
         assert hasattr(mod, name), f"{module}.__all__ lists {name!r}, which does not exist"
+
+
+_SUBPACKAGES = sorted(
+    f"manifold_flows.{info.name}"
+    for info in pkgutil.iter_modules(importlib.import_module("manifold_flows").__path__)
+    if info.ispkg and info.name.startswith("_")
+)
+
+
+@pytest.mark.parametrize("module", _SUBPACKAGES)
+def test_top_level_re_exports_every_public_name(module):
+    # The top-level package lists its re-exports one by one (STYLE.md rule 4); a public name
+    # added to a subpackage's __all__ but not to manifold_flows/__init__.py fails here.
+    import manifold_flows
+
+    mod = importlib.import_module(module)
+    missing = [
+        name
+        for name in mod.__all__
+        if getattr(manifold_flows, name, None) is not getattr(mod, name)
+    ]
+    assert not missing, f"manifold_flows does not re-export {missing} from {module}"

@@ -2,19 +2,195 @@
 
 from importlib.metadata import PackageNotFoundError, version as _version
 
-# Each subpackage lists its public names in `__all__`; they are re-exported here.
-from ._analysis import *  # noqa: F403
-from ._coupling import *  # noqa: F403
-from ._energy import *  # noqa: F403
-from ._field import *  # noqa: F403
-from ._flow import *  # noqa: F403
-from ._group import *  # noqa: F403
-from ._interpolant import *  # noqa: F403
-from ._io import *  # noqa: F403
-from ._manifold import *  # noqa: F403
-from ._mc import *  # noqa: F403
-from ._pipeline import *  # noqa: F403
-from ._train import *  # noqa: F403
+from ._analysis import (
+    EnergyHistogram as EnergyHistogram,
+    ObservableSummary as ObservableSummary,
+    ParetoDiagnostic as ParetoDiagnostic,
+    RadialDistribution as RadialDistribution,
+    ReweightResult as ReweightResult,
+    ball_volume as ball_volume,
+    bootstrap_weighted_means as bootstrap_weighted_means,
+    energy_histogram as energy_histogram,
+    energy_per_particle as energy_per_particle,
+    fit_generalized_pareto as fit_generalized_pareto,
+    high_energy_fraction as high_energy_fraction,
+    high_energy_threshold as high_energy_threshold,
+    pareto_khat as pareto_khat,
+    radial_distribution as radial_distribution,
+    reweight as reweight,
+    specific_heat as specific_heat,
+    summarize_moments as summarize_moments,
+    summarize_observable as summarize_observable,
+    weighted_mean as weighted_mean,
+)
+from ._coupling import (
+    COUPLING_NAMES as COUPLING_NAMES,
+    AbstractCoupling as AbstractCoupling,
+    IndependentCoupling as IndependentCoupling,
+    SpeciesOTCoupling as SpeciesOTCoupling,
+    build_coupling as build_coupling,
+    transport_cost as transport_cost,
+)
+from ._energy import (
+    AbstractEnergy as AbstractEnergy,
+    AbstractPairEnergy as AbstractPairEnergy,
+    ImageConventionWarning as ImageConventionWarning,
+    InversePowerLaw as InversePowerLaw,
+    LennardJones as LennardJones,
+    ParticleSystem as ParticleSystem,
+    SmoothedLennardJones as SmoothedLennardJones,
+    TruncatedShiftedLennardJones as TruncatedShiftedLennardJones,
+    get_system as get_system,
+    list_models as list_models,
+    list_systems as list_systems,
+    make_system as make_system,
+    smoothing_coefficients as smoothing_coefficients,
+)
+from ._field import (
+    DEFAULT_CHUNK_SIZE as DEFAULT_CHUNK_SIZE,
+    FIELD_NAMES as FIELD_NAMES,
+    AbstractVectorField as AbstractVectorField,
+    AngleMLP as AngleMLP,
+    EuclideanEGNN as EuclideanEGNN,
+    TorusEGNN as TorusEGNN,
+    build_field as build_field,
+    count_parameters as count_parameters,
+    evaluate_batch as evaluate_batch,
+)
+from ._flow import (
+    AUDIT_CHECKS as AUDIT_CHECKS,
+    AbstractBase as AbstractBase,
+    AbstractDivergence as AbstractDivergence,
+    AbstractLikelihood as AbstractLikelihood,
+    AbstractNormalizedBase as AbstractNormalizedBase,
+    AbstractStochasticDivergence as AbstractStochasticDivergence,
+    AuditCheck as AuditCheck,
+    AuditReport as AuditReport,
+    BoxUniformBase as BoxUniformBase,
+    ContinuousFlow as ContinuousFlow,
+    DatasetBase as DatasetBase,
+    ExactDivergence as ExactDivergence,
+    FlowSolution as FlowSolution,
+    FlowStats as FlowStats,
+    GaussianBase as GaussianBase,
+    HutchinsonDivergence as HutchinsonDivergence,
+    UniformBase as UniformBase,
+    default_logq_tolerance as default_logq_tolerance,
+    likelihood_audit as likelihood_audit,
+    log_prob_batch as log_prob_batch,
+    sample as sample,
+)
+from ._group import (
+    AbstractFiniteGroupAction as AbstractFiniteGroupAction,
+    AbstractGroupAction as AbstractGroupAction,
+    BoxPointGroup as BoxPointGroup,
+    EuclideanTranslation as EuclideanTranslation,
+    GroupElement as GroupElement,
+    OrthogonalGroup as OrthogonalGroup,
+    PermutationWithinSpecies as PermutationWithinSpecies,
+    ProductAction as ProductAction,
+    SignedPermutation as SignedPermutation,
+    TorusIsometry as TorusIsometry,
+    TorusIsometryGroup as TorusIsometryGroup,
+    TorusTranslation as TorusTranslation,
+    full_symmetry_group as full_symmetry_group,
+)
+from ._interpolant import (
+    GAMMA_SCHEDULES as GAMMA_SCHEDULES,
+    INTERPOLANT_NAMES as INTERPOLANT_NAMES,
+    AbstractInterpolant as AbstractInterpolant,
+    GeodesicInterpolant as GeodesicInterpolant,
+    LinearInterpolant as LinearInterpolant,
+    StochasticInterpolant as StochasticInterpolant,
+    build_interpolant as build_interpolant,
+)
+from ._io import (
+    Dataset as Dataset,
+    atomic_write_bytes as atomic_write_bytes,
+    atomic_write_text as atomic_write_text,
+    environment_info as environment_info,
+    load_configurations as load_configurations,
+    read_extxyz as read_extxyz,
+    read_lammps_dump as read_lammps_dump,
+    read_xyz as read_xyz,
+    save_configurations as save_configurations,
+    sha256_file as sha256_file,
+    write_extxyz as write_extxyz,
+    write_manifest as write_manifest,
+)
+from ._manifold import (
+    AbstractManifold as AbstractManifold,
+    Euclidean as Euclidean,
+    FlatTorus as FlatTorus,
+    ParticleSpace as ParticleSpace,
+    Sphere as Sphere,
+    check_species as check_species,
+)
+from ._mc import (
+    AbstractAcceptance as AbstractAcceptance,
+    AdvanceOutput as AdvanceOutput,
+    AutocorrelationTime as AutocorrelationTime,
+    AutocorrelationWarning as AutocorrelationWarning,
+    Barker as Barker,
+    BlockInfo as BlockInfo,
+    ChainAgreement as ChainAgreement,
+    ChainDisagreementWarning as ChainDisagreementWarning,
+    ChainState as ChainState,
+    CheckpointStore as CheckpointStore,
+    EnergyDriftError as EnergyDriftError,
+    KernelSettings as KernelSettings,
+    MCConfig as MCConfig,
+    MCDiagnosticWarning as MCDiagnosticWarning,
+    MCResult as MCResult,
+    Metropolis as Metropolis,
+    Proposal as Proposal,
+    SamplerState as SamplerState,
+    SampleSpacingWarning as SampleSpacingWarning,
+    advance as advance,
+    chain_agreement as chain_agreement,
+    chain_sweep as chain_sweep,
+    checkpoint_dir_for as checkpoint_dir_for,
+    contact_distances as contact_distances,
+    draw_sweep as draw_sweep,
+    generate_dataset as generate_dataset,
+    integrated_autocorrelation_time as integrated_autocorrelation_time,
+    mc_step as mc_step,
+    mean_with_error as mean_with_error,
+    propose as propose,
+    propose_move as propose_move,
+    random_configurations as random_configurations,
+    run_monte_carlo as run_monte_carlo,
+    temperature_schedule as temperature_schedule,
+)
+from ._pipeline import (
+    SamplingError as SamplingError,
+    evaluate_runs as evaluate_runs,
+    flow_for_run as flow_for_run,
+    format_summary as format_summary,
+    resolve_system as resolve_system,
+    sample_paths as sample_paths,
+    sample_to_file as sample_to_file,
+    system_energies as system_energies,
+)
+from ._train import (
+    ModelConfig as ModelConfig,
+    RunSetup as RunSetup,
+    TrainConfig as TrainConfig,
+    TrainedRun as TrainedRun,
+    TrainingDiverged as TrainingDiverged,
+    TrainResult as TrainResult,
+    TrainState as TrainState,
+    evaluate_loss as evaluate_loss,
+    fit as fit,
+    flow_matching_loss as flow_matching_loss,
+    init_train_state as init_train_state,
+    load_run as load_run,
+    make_optimizer as make_optimizer,
+    sample_pairs as sample_pairs,
+    setup_run as setup_run,
+    train_from_config as train_from_config,
+    train_step as train_step,
+)
 
 try:
     __version__ = _version("manifold_flows")
