@@ -113,12 +113,14 @@ def system_energies(
     system: ParticleSystem, positions: np.ndarray, species: np.ndarray, *, block: int = 256
 ) -> np.ndarray:
     """Total energy U of each configuration `(R, n, d)` with the system's energy (its image
-    convention), in JAX's default float, in padded blocks (one compilation)."""
+    convention), in JAX's default float, in blocks of exactly `block` configurations (the
+    last one padded), so that every call with the same `block` reuses one compilation whatever
+    the number of configurations (e.g. the short last chunk of `sample_to_file`)."""
     positions = np.asarray(positions)
     num = positions.shape[0]
     dtype = jnp.result_type(float)
     spec = jnp.asarray(np.asarray(species, dtype=np.int32))
-    block = max(1, min(block, num))
+    block = max(1, int(block))
     out = np.empty(num)
     for start in range(0, num, block):
         stop = min(start + block, num)
