@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# The comparison of the eRSI paper (eRSI vs eFM vs RSI), end to end, with the `mflows` CLI:
+#
+#   1. Monte Carlo training data and an independent Monte Carlo reference (another seed);
+#   2. the three methods trained on the same data, batch, seed and number of steps;
+#   3. R samples of each with exact log q, energies and log weights;
+#   4. one evaluation of the three against the reference (report.json, summary.md, plots);
+#   5. the paper's table (table.md) from report.json, the sample files and the runs.
+#
+# Usage (from the repository root):
+#
+#   examples/paper/run.sh examples/paper/configs/ipl-n10.env [OUT]
+#
+# OUT defaults to paper-<system>. Settings come from the .env file; any of them can be
+# overridden from the environment (EPOCHS=2 R_ERSI=8 R_BASE=8 ... for a smoke test).
+# Every step is resumable: rerun the same command after an interruption and finished work is
+# kept (finished datasets, runs and sample files are skipped; interrupted ones are resumed).
+# Heavy steps run under `nice -n ${NICE:-5}`.
+set -euo pipefail
+
+if [[ $# -lt 1 || ! -f "$1" ]]; then
+    echo "usage: $0 SETTINGS.env [OUT]   (settings: examples/paper/configs/*.env)" >&2
+    exit 2
+fi
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+ROOT="$(cd "$HERE/../.." && pwd)"
+# shellcheck source=/dev/null
+source "$1"
+OUT="${2:-${OUT:-paper-$SYSTEM}}"
+NICE="${NICE:-5}"
+RUN=(nice -n "$NICE")
+METHODS=(ersi efm rsi)
+declare -A LABEL=([ersi]=eRSI [efm]=eFM [rsi]=RSI)
+
+mkdir -p "$OUT"/{data,runs,samples}
+log() { echo "[$(date -u +%H:%M:%S)] $*  (load: $(cut -d' ' -f1-3 /proc/loadavg))"; }
+
+# ---------------------------------------------------------------- 1. Monte Carlo data
+generate() {  # generate OUTFILE SEED CHAINS SAMPLES_PER_CHAIN
+    local out="$1" seed="$2" chains="$3" per_chain="$4" extra=()
+    if [[ -f "$out" ]]; then
+        log "have $out"
+        return
+    fi
+    [[ -d "$out.checkpoint" ]] && extra+=(--resume)  # an interrupted run: continue it
+    log "generate $out"
+    "${RUN[@]}" mflows generate --system "$SYSTEM" --temperature "$TEMPERATURE" \
+        --chains "$chains" --samples-per-chain "$per_chain" \
+        --sweeps-between "$SWEEPS_BETWEEN" --equilibration "$EQUILIBRATION" \
+        --anneal-from "$ANNEAL_FROM" --seed "$seed" --no-progress --out "$out" "${extra[@]}"
+}
+DATA="$OUT/data/train.npz"
+REF="$OUT/data/reference.npz"
+generate "$DATA" "$DATA_SEED" "$CHAINS" "$SAMPLES_PER_CHAIN"
+generate "$REF" "$REF_SEED" "$REF_CHAINS" "$REF_SAMPLES_PER_CHAIN"
+
+# ---------------------------------------------------------------- 2. training
+for m in "${METHODS[@]}"; do
+    run_dir="$OUT/runs/$m"
+    config="$ROOT/examples/configs/${m}_${CONFIG_TAG}.toml"
+    if [[ -f "$run_dir/checkpoint.json" ]] &&
+        python -c "import json,sys; sys.exit(json.load(open('$run_dir/checkpoint.json'))['epoch'] < $EPOCHS)"; then
+        log "have $run_dir ($EPOCHS epochs)"
+        continue
+    fi
+    extra=()
+    [[ -f "$run_dir/checkpoint.json" ]] && extra+=(--resume)
+    log "train ${LABEL[$m]}: $config, $EPOCHS epochs"
+    "${RUN[@]}" mflows train --config "$config" --data "$DATA" --run-dir "$run_dir" \
+        --epochs "$EPOCHS" --seed "$TRAIN_SEED" --set "train.batch_size=$BATCH" \
+        --no-progress "${extra[@]}"
+done
+
+# ---------------------------------------------------------------- 3. samples
+# eRSI last: it is the slowest per sample. An interrupted sampling run can be resumed with
+# another R (finished chunks are kept), e.g. a smaller R_ERSI when time runs out.
+for m in efm rsi ersi; do
+    out="$OUT/samples/$m.npz"
+    if [[ $m == ersi ]]; then r="$R_ERSI"; else r="$R_BASE"; fi
+    if [[ -f "$out" ]]; then
+        log "have $out"
+        continue
+    fi
+    extra=()
+    [[ -d "$out.parts" ]] && extra+=(--resume)
+    log "sample ${LABEL[$m]}: R = $r"
+    "${RUN[@]}" mflows sample --run "$OUT/runs/$m" --num-samples "$r" --seed "$SAMPLE_SEED" \
+        --chunk-size "$CHUNK" --out "$out" --no-extxyz --no-progress "${extra[@]}"
+done
+
+# ---------------------------------------------------------------- 4. evaluation
+log "evaluate"
+status=0
+"${RUN[@]}" mflows evaluate --reference "$REF" --out "$OUT/report" --force \
+    --samples "eRSI=$OUT/samples/ersi.npz" --samples "eFM=$OUT/samples/efm.npz" \
+    --samples "RSI=$OUT/samples/rsi.npz" --audit "eRSI=$OUT/runs/ersi" || status=$?
+
+# ---------------------------------------------------------------- 5. the paper's table
+python "$HERE/make_table.py" "$OUT" --out "$OUT/table.md"
+log "done: $OUT/table.md, $OUT/report/"
+exit "$status"
