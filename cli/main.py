@@ -13,7 +13,10 @@ from ._errors import UserError, run_guarded
 
 app = typer.Typer(
     name="mflows",
-    help="Equivariant flow matching on manifolds: generate data, train, sample, evaluate.",
+    help=(
+        "Equivariant flow matching on manifolds: generate data, train, sample, evaluate; "
+        "`mflows quickstart` runs them all."
+    ),
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -21,16 +24,9 @@ app = typer.Typer(
 
 
 def _register() -> None:
-    from . import _doctor
+    from . import _doctor, _evaluate, _generate, _quickstart, _sample, _train
 
-    _doctor.register(app)
-    for name in ("_generate", "_train", "_sample", "_evaluate", "_quickstart"):
-        try:
-            module = __import__(f"cli.{name}", fromlist=["register"])
-        except ModuleNotFoundError as exc:
-            if exc.name == f"cli.{name}":
-                continue  # command not built yet
-            raise
+    for module in (_doctor, _generate, _train, _sample, _evaluate, _quickstart):
         module.register(app)
 
 

@@ -230,7 +230,7 @@ def test_wrapping_of_points_outside_the_box(tmp_path, monkeypatch):
     outside = inside + shifts  # sample 0 stays inside, 1 and 2 leave the box
     log_q = np.array([-1.0, -2.0, -3.0])
 
-    def fake_draw(flow, root, indices, species):
+    def fake_draw(flow, root, indices, species, batching="sequential"):
         c = indices.shape[0]
         pad = np.zeros((c, 10, 2))
         pad[:3] = outside

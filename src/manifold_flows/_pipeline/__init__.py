@@ -1,7 +1,9 @@
-"""End-to-end pipeline steps: sampling a trained run to files, and evaluating samples."""
+"""End-to-end pipeline steps: sampling a trained run to files, evaluating samples, and the
+one-call quickstart that chains data, training, sampling and evaluation."""
 
 from .evaluate import evaluate_runs as evaluate_runs
 from .flow import flow_for_run as flow_for_run
+from .quickstart import QuickstartResult as QuickstartResult, quickstart as quickstart
 from .sample import (
     SamplingError as SamplingError,
     sample_paths as sample_paths,
@@ -12,10 +14,12 @@ from .summary import format_summary as format_summary
 from .system import resolve_system as resolve_system
 
 __all__ = [
+    "QuickstartResult",
     "SamplingError",
     "evaluate_runs",
     "flow_for_run",
     "format_summary",
+    "quickstart",
     "resolve_system",
     "sample_paths",
     "sample_to_file",

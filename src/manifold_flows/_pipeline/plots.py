@@ -69,29 +69,121 @@ def plot_rdf(
     fig = _figure(4.2 * cols, 3.4 * rows + 0.25 * (2 + len(runs)))
     axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).ravel()
     for k, name in enumerate(pair_names):
-        ax = axes[k]
-        ax.plot(r, reference[k], color=REFERENCE_COLOR, lw=2.2, label="reference (MC)")
-        for i, (label, data) in enumerate(runs.items()):
-            color = run_color(i)
-            ax.plot(r, data["raw"][k], color=color, lw=1.2, ls="--", label=f"{label} raw")
-            ess = data.get("ess")
-            if data.get("reweighted") is None:
-                continue
-            if ess is not None and ess < MIN_ESS_TO_DRAW:
-                # an empty line keeps the legend entry that says why the curve is missing
-                ax.plot([], [], color=color, lw=1.6, alpha=0.3,
-                        label=f"{label} reweighted: not drawn (ESS {ess:.1f})")  # fmt: skip
-                continue
-            ax.plot(r, data["reweighted"][k], color=color, lw=1.6, label=f"{label} reweighted")
-        ax.axhline(1.0, color="0.7", lw=0.8, zorder=0)
-        ax.set_title(f"$g_{{{name}}}(r)$")
-        ax.set_xlabel("r")
-        ax.set_xlim(r[0] - 0.5 * (r[1] - r[0]), r[-1] + 0.5 * (r[1] - r[0]))
-        ax.set_ylim(bottom=0)
+        _draw_rdf_panel(axes[k], r, name, reference[k], {a: _pair(d, k) for a, d in runs.items()})
     for ax in axes[len(pair_names) :]:
         ax.set_visible(False)
     axes[0].set_ylabel("g(r)  (ideal gas = 1)")
     handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=min(len(labels), 4), fontsize=8)
+    return _save(fig, path)
+
+
+def _pair(data: dict[str, Any], k: int) -> dict[str, Any]:
+    """The curves of species pair `k` of one run's g(r) record."""
+    reweighted = data.get("reweighted")
+    return {
+        "raw": data["raw"][k],
+        "reweighted": None if reweighted is None else reweighted[k],
+        "ess": data.get("ess"),
+    }
+
+
+def _draw_rdf_panel(ax, r, name: str, reference, runs: Mapping[str, dict[str, Any]]) -> None:
+    """One g_ab(r) panel: reference (black), each run raw (dashed) and reweighted (solid;
+    listed but not drawn below `MIN_ESS_TO_DRAW`)."""
+    ax.plot(r, reference, color=REFERENCE_COLOR, lw=2.2, label="reference (MC)")
+    for i, (label, data) in enumerate(runs.items()):
+        color = run_color(i)
+        ax.plot(r, data["raw"], color=color, lw=1.2, ls="--", label=f"{label} raw")
+        ess = data.get("ess")
+        if data.get("reweighted") is None:
+            continue
+        if ess is not None and ess < MIN_ESS_TO_DRAW:
+            # an empty line keeps the legend entry that says why the curve is missing
+            ax.plot([], [], color=color, lw=1.6, alpha=0.3,
+                    label=f"{label} reweighted: not drawn (ESS {ess:.1f})")  # fmt: skip
+            continue
+        ax.plot(r, data["reweighted"], color=color, lw=1.6, label=f"{label} reweighted")
+    ax.axhline(1.0, color="0.7", lw=0.8, zorder=0)
+    ax.set_title(f"$g_{{{name}}}(r)$")
+    ax.set_xlabel("r")
+    ax.set_xlim(r[0] - 0.5 * (r[1] - r[0]), r[-1] + 0.5 * (r[1] - r[0]))
+    ax.set_ylim(bottom=0)
+
+
+def _draw_configuration(ax, configuration: Mapping[str, Any]) -> None:
+    """Particles of one 2D configuration in their periodic box: a disc of the species'
+    diameter per particle, coloured by species, with the periodic copies of discs that cross
+    an edge so the picture tiles the plane."""
+    from matplotlib.patches import Circle, Rectangle
+
+    positions = np.asarray(configuration["positions"], dtype=np.float64)
+    species = np.asarray(configuration["species"])
+    box = np.asarray(configuration["box"], dtype=np.float64)
+    diameters = np.asarray(configuration["diameters"], dtype=np.float64)
+    names = configuration["species_names"]
+    lx, ly = float(box[0]), float(box[1])
+    shifts = [(a * lx, b * ly) for a in (-1, 0, 1) for b in (-1, 0, 1)]
+    for s, name in enumerate(names):
+        color = run_color(s)
+        radius = 0.5 * float(diameters[s])
+        for x, y in positions[species == s]:
+            for dx, dy in shifts:
+                cx, cy = x + dx, y + dy
+                if -radius < cx < lx + radius and -radius < cy < ly + radius:
+                    ax.add_patch(Circle((cx, cy), radius, facecolor=color, edgecolor="black",
+                                        lw=0.6, alpha=0.85, clip_on=True))  # fmt: skip
+        ax.plot([], [], "o", color=color, ms=8, label=f"{name} (diameter {2 * radius:g})")
+    ax.add_patch(Rectangle((0, 0), lx, ly, fill=False, edgecolor="black", lw=1.2))
+    pad = 0.03 * max(lx, ly)
+    ax.set_xlim(-pad, lx + pad)
+    ax.set_ylim(-pad, ly + pad)
+    ax.set_aspect("equal")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_title(configuration.get("title", ""), fontsize=9)
+    ax.legend(fontsize=7, loc="upper right", framealpha=0.85)
+
+
+def _check_2d(configuration: Mapping[str, Any]) -> None:
+    dim = np.asarray(configuration["positions"]).shape[-1]
+    if dim != 2:
+        raise ValueError(f"a configuration picture needs d = 2 coordinates; got d = {dim}.")
+
+
+def plot_configuration(path: str | os.PathLike, **configuration: Any) -> Path:
+    """One 2D configuration in its periodic box (`positions (n, 2)`, `species (n,)`,
+    `species_names`, `box`, `diameters` per species, `title`); see `_draw_configuration`."""
+    _check_2d(configuration)
+    fig = _figure(4.6, 4.6)
+    _draw_configuration(fig.subplots(), configuration)
+    return _save(fig, path)
+
+
+def plot_overview(
+    path: str | os.PathLike,
+    configuration: Mapping[str, Any],
+    r: np.ndarray,
+    pair_names: Sequence[str],
+    reference: np.ndarray,
+    runs: Mapping[str, dict[str, Any]],
+) -> Path:
+    """A configuration (as `plot_configuration`) next to the g_ab(r) panels of `plot_rdf`,
+    in one 2 x 2 (or wider) grid: the picture of a run at a glance."""
+    _check_2d(configuration)
+    panels = 1 + len(pair_names)
+    rows, cols = _grid(panels, max_cols=2 if panels <= 4 else 3)
+    fig = _figure(4.0 * cols, 3.6 * rows + 0.3)
+    axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).ravel()
+    _draw_configuration(axes[0], configuration)
+    for k, name in enumerate(pair_names):
+        _draw_rdf_panel(
+            axes[k + 1], r, name, reference[k], {a: _pair(d, k) for a, d in runs.items()}
+        )
+    for ax in axes[panels:]:
+        ax.set_visible(False)
+    axes[1].set_ylabel("g(r)  (ideal gas = 1)")
+    handles, labels = axes[1].get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside lower center", ncol=min(len(labels), 4), fontsize=8)
     return _save(fig, path)
 

@@ -43,8 +43,9 @@ from .system import check_system, resolve_system
 
 STATE = "state.json"
 #: Settings that may change when resuming: they change no finished sample (a larger step
-#: budget lets a failed solve finish; the number of samples extends or shortens the stream).
-_RESUME_FREE = {"max_steps"}
+#: budget lets a failed solve finish; the batching of a chunk changes results only by solver
+#: round-off; the number of samples extends or shortens the stream).
+_RESUME_FREE = {"max_steps", "batching"}
 PARTS_SUFFIX = ".parts"
 ENERGY_CONVENTION = "total potential energy U (sum over pairs i<j); u = U/N"
 
@@ -86,14 +87,23 @@ def _check_int(name: str, value: Any, minimum: int) -> int:
 
 
 # ---------------------------------------------------------------------------- compute
+#: How the samples of one chunk are solved: `"sequential"` runs one adaptive solve after
+#: another (`lax.map`), `"vmap"` solves them together in lock-step (every sample takes the
+#: steps of the stiffest one, but each step is one batched field evaluation).
+BATCHING = ("sequential", "vmap")
+
+
 @eqx.filter_jit
-def _draw(flow, root, indices, species):
+def _draw(flow, root, indices, species, batching="sequential"):
     """Samples `indices` of the stream `fold_in(root, r)`: end points, log q and statistics."""
     keys = jax.vmap(lambda i: jax.random.fold_in(root, i))(indices)
-    # One solve after another inside one compiled call: adaptive solves vmapped together move in
-    # lockstep (every sample pays for the stiffest one), measured 1.5-10x slower per sample on
-    # a 2-core CPU (benchmarks/bench_likelihood.py).
-    solution = jax.lax.map(lambda k: flow.sample_solution(k, species), keys)
+
+    def one(k):
+        return flow.sample_solution(k, species)
+
+    # Which is faster depends on N and the machine: lock-step solves pay for the stiffest
+    # sample of the chunk, sequential solves pay the per-step overhead once per sample.
+    solution = jax.vmap(one)(keys) if batching == "vmap" else jax.lax.map(one, keys)
     stats = solution.stats
     return (
         solution.x1,
@@ -220,6 +230,7 @@ def sample_to_file(
     out: str | os.PathLike,
     seed: int = 0,
     chunk_size: int = 16,
+    batching: str = "sequential",
     solver: str = "dopri5",
     rtol: float = 1e-5,
     atol: float = 1e-5,
@@ -260,6 +271,10 @@ def sample_to_file(
     - `seed`: seed of the sample stream.
     - `chunk_size`: samples drawn in one compiled call and saved per chunk file (the unit
       of resumption: an interrupted run keeps every finished chunk).
+    - `batching`: how the samples of a chunk are solved: `"sequential"` (one adaptive solve
+      after another) or `"vmap"` (all together in lock-step, each taking the steps of the
+      stiffest one). The samples agree to solver round-off either way; which is faster depends
+      on the system size and the machine.
     - `solver`, `rtol`, `atol`, `num_steps`, `max_steps`: the ODE solver (`ContinuousFlow`).
     - `dtype`: `"float64"` (default, for importance weights) or `"float32"`.
     - `temperature`: the target temperature of the weights (default: the run's).
@@ -285,6 +300,8 @@ def sample_to_file(
     """
     num_samples = _check_int("num_samples (R)", num_samples, 1)
     chunk_size = _check_int("chunk_size", chunk_size, 1)
+    if batching not in BATCHING:
+        raise ValueError(f"batching must be one of {', '.join(BATCHING)}; got {batching!r}.")
     seed = _check_int("seed", seed, 0)
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {', '.join(DTYPES)}; got {dtype!r}.")
@@ -331,6 +348,7 @@ def sample_to_file(
         "checkpoint_sha256": sha256_file(checkpoint) if checkpoint.is_file() else None,
         "seed": seed,
         "chunk_size": chunk_size,
+        "batching": batching,
         "solver": solver if isinstance(solver, str) else type(solver).__name__,
         "rtol": float(rtol),
         "atol": float(atol),
@@ -366,7 +384,7 @@ def sample_to_file(
             indices = np.arange(start, start + chunk_size)  # padded to one shape
             try:
                 x1, log_q, nfe, steps, rejected = _draw(
-                    flow, root, jnp.asarray(indices, dtype=jnp.int32), spec
+                    flow, root, jnp.asarray(indices, dtype=jnp.int32), spec, batching
                 )
                 x1 = np.asarray(x1, dtype=np.float64)[: stop - start]
             except (eqx.EquinoxRuntimeError, jax.errors.JaxRuntimeError) as exc:
@@ -438,6 +456,7 @@ def sample_to_file(
         "key_derivation": "sample r uses jax.random.fold_in(jax.random.key(seed), r)",
         "num_samples": num_samples,
         "chunk_size": chunk_size,
+        "batching": batching,
         "solver": {
             "name": settings["solver"],
             "rtol": float(rtol),
