@@ -6,6 +6,14 @@ from typing import Annotated
 
 import typer
 
+from ._devices import (
+    CoordinatorOption,
+    DevicesOption,
+    DistributedOption,
+    NumProcessesOption,
+    ProcessIdOption,
+    setup_devices,
+)
 from ._errors import UserError
 
 
@@ -43,6 +51,11 @@ def register(app: typer.Typer) -> None:
         progress: Annotated[
             bool, typer.Option("--progress/--no-progress", help="Show a progress bar.")
         ] = True,
+        devices: DevicesOption = None,
+        distributed: DistributedOption = False,
+        coordinator_address: CoordinatorOption = None,
+        num_processes: NumProcessesOption = None,
+        process_id: ProcessIdOption = None,
     ) -> None:
         """Train a vector field by flow matching (eRSI, eFM, RSI) on a dataset.
 
@@ -56,6 +69,9 @@ def register(app: typer.Typer) -> None:
             train_from_config,
         )
 
+        parallel = setup_devices(
+            devices, distributed, coordinator_address, num_processes, process_id
+        )
         raw = read_config(config)
         assignments = list(set_ or [])
         if epochs is not None:
@@ -70,6 +86,7 @@ def register(app: typer.Typer) -> None:
                 data=data,
                 resume=resume,
                 progress=progress,
+                parallel=parallel,
                 config_name=config.stem,
                 command="mflows " + " ".join(sys.argv[1:]) if sys.argv[1:] else "mflows train",
             )
@@ -79,6 +96,10 @@ def register(app: typer.Typer) -> None:
         def fmt(v):
             return "n/a" if v is None else f"{v:.5g}"
 
+        from manifold_flows import is_main_process
+
+        if not is_main_process():
+            return
         typer.echo(
             f"trained {result.total_steps} steps ({result.steps_per_epoch} per epoch); "
             f"validation loss {fmt(result.initial_val_loss)} (untrained) -> "

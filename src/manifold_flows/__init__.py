@@ -162,13 +162,21 @@ from ._mc import (
     run_monte_carlo as run_monte_carlo,
     temperature_schedule as temperature_schedule,
 )
+from ._parallel import (
+    BATCH_AXIS as BATCH_AXIS,
+    AbstractParallelism as AbstractParallelism,
+    DataParallel as DataParallel,
+    SingleDevice as SingleDevice,
+    initialize_distributed as initialize_distributed,
+    is_main_process as is_main_process,
+    make_parallelism as make_parallelism,
+    parse_devices as parse_devices,
+)
 from ._pipeline import (
-    QuickstartResult as QuickstartResult,
     SamplingError as SamplingError,
     evaluate_runs as evaluate_runs,
     flow_for_run as flow_for_run,
     format_summary as format_summary,
-    quickstart as quickstart,
     resolve_system as resolve_system,
     sample_paths as sample_paths,
     sample_to_file as sample_to_file,
@@ -182,6 +190,7 @@ from ._train import (
     TrainingDiverged as TrainingDiverged,
     TrainResult as TrainResult,
     TrainState as TrainState,
+    draw_pairs as draw_pairs,
     evaluate_loss as evaluate_loss,
     fit as fit,
     flow_matching_loss as flow_matching_loss,

@@ -12,7 +12,11 @@ from .state import (
     init_train_state as init_train_state,
     make_optimizer as make_optimizer,
 )
-from .step import sample_pairs as sample_pairs, train_step as train_step
+from .step import (
+    draw_pairs as draw_pairs,
+    sample_pairs as sample_pairs,
+    train_step as train_step,
+)
 
 __all__ = [
     "ModelConfig",
@@ -22,6 +26,7 @@ __all__ = [
     "TrainState",
     "TrainedRun",
     "TrainingDiverged",
+    "draw_pairs",
     "evaluate_loss",
     "fit",
     "flow_matching_loss",

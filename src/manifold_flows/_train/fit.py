@@ -17,6 +17,7 @@ from .._coupling import AbstractCoupling, SpeciesOTCoupling
 from .._interpolant import AbstractInterpolant
 from .._io import Dataset
 from .._manifold import FlatTorus, ParticleSpace
+from .._parallel import AbstractParallelism, SingleDevice, is_main_process
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import ModelConfig, TrainConfig
 from .loss import evaluate_loss
@@ -198,6 +199,7 @@ def fit(
     resume: bool = False,
     progress: bool = True,
     callback: Callable[[dict[str, Any]], None] | None = None,
+    parallel: AbstractParallelism | None = None,
 ) -> TrainResult:
     """Train a vector field by flow matching on a dataset of particle configurations.
 
@@ -229,6 +231,12 @@ def fit(
     - `callback`: called with every metrics record (a dict), after the checkpoint of that step
       if any. Raising `KeyboardInterrupt` from it stops the run like Ctrl-C: the current state
       is checkpointed, then the exception propagates.
+    - `parallel`: how to spread each step over devices (`make_parallelism("all")`, a
+      `DataParallel`); default one device. Each batch is split over the devices and the
+      parameters are replicated; the run gives the one-device result up to floating-point
+      summation order, and `config.batch_size` must be a multiple of the number of devices.
+      In a multi-process run only process 0 writes to `run_dir`. The returned fields are
+      ordinary one-device arrays.
 
     **Returns:**
 
@@ -251,6 +259,13 @@ def fit(
             f"of {num} samples, val_fraction={config.val_fraction}); lower batch_size or use a "
             "larger dataset."
         )
+    par = SingleDevice() if parallel is None else parallel
+    if not isinstance(par, AbstractParallelism):
+        raise TypeError(
+            f"`parallel` must be an AbstractParallelism (e.g. make_parallelism('all')); got "
+            f"{parallel!r}."
+        )
+    par.check_batch(config.batch_size, "batch_size")
     steps_per_epoch = train_idx.size // config.batch_size
     total_steps = config.epochs * steps_per_epoch
     torus = FlatTorus(tuple(float(v) for v in dataset.box))
@@ -320,9 +335,12 @@ def fit(
     if saved_info is not None:
         state = load_checkpoint(run_dir / CHECKPOINT, state)
         last_ckpt_step = int(state.step)
-    if run_dir is not None:
+    state = par.replicate(state)
+    # In a multi-process run every process trains; process 0 alone writes the run directory.
+    writes = run_dir is not None and is_main_process()
+    if writes:
         write_json(run_dir / RUN_INFO, info)
-    metrics = MetricsLog(None if run_dir is None else run_dir / METRICS, resume_step=last_ckpt_step)
+    metrics = MetricsLog(run_dir / METRICS if writes else None, resume_step=last_ckpt_step)
 
     # ---- data on the device; a fixed validation draw
     train_x = jnp.asarray(dataset.positions[train_idx], dtype=dtype)
@@ -342,12 +360,13 @@ def fit(
             return None
         x0, x1, t, z = val_pairs
         return evaluate_loss(
-            params, interpolant, x0, x1, t, species, z, batch_size=config.batch_size
+            par.to_local(params), interpolant, x0, x1, t, species, z, batch_size=config.batch_size
         )
 
     def checkpoint(st: TrainState, val_loss) -> None:
         nonlocal last_ckpt_step
-        if run_dir is None:
+        if not writes:
+            last_ckpt_step = int(st.step)
             return
         step_now = int(st.step)
         save_checkpoint(run_dir / CHECKPOINT, st)
@@ -385,11 +404,12 @@ def fit(
             index = jnp.asarray(perm[i * config.batch_size : (i + 1) * config.batch_size])
             new_state, out = train_step(
                 state,
-                jnp.take(train_x, index, axis=0),
+                par.shard_batch(jnp.take(train_x, index, axis=0)),
                 species,
                 optimizer=optimizer,
                 ema_decay=config.ema_decay,
                 group=group,
+                parallel=parallel,
                 **strategies,
             )
             loss, grad_norm = float(out["loss"]), float(out["grad_norm"])
@@ -457,6 +477,7 @@ def fit(
         checkpoint(state, last_val)
     if val_pairs is not None and (not history or history[-1].get("val_loss") is None):
         last_val = validate(state.ema_params)
+    state = par.to_local(state)
     return TrainResult(
         state=state,
         field=state.ema_params,

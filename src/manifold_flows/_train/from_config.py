@@ -360,10 +360,12 @@ def train_from_config(
     progress: bool = True,
     config_name: str = "run",
     command: str = "train_from_config",
+    parallel=None,
 ) -> TrainResult:
     """Validate `config` (`setup_run`), write the resolved `config.toml` and a manifest
     (versions, seeds, data checksum, device, precision) to the run directory, and train
-    (`fit`). Returns the `TrainResult`."""
+    (`fit`, on the devices of `parallel`, an `AbstractParallelism`; default one device; in a
+    multi-process run only process 0 writes files). Returns the `TrainResult`."""
     setup = setup_run(config, run_dir=run_dir, data=data, config_name=config_name)
     if setup.train.dtype == "float64":
         import jax
@@ -379,19 +381,28 @@ def train_from_config(
         )
     if resume and (run_dir / CHECKPOINT).is_file() and (run_dir / CONFIG).is_file():
         _check_same_config(read_config(run_dir / CONFIG), setup.config, run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
     from .._io import atomic_write_text
+    from .._parallel import is_main_process
 
-    atomic_write_text(run_dir / CONFIG, dump_toml(setup.config))
-    write_manifest(
-        run_dir,
-        command=command,
-        config=setup.config,
-        seeds={"seed": setup.train.seed, "split_seed": setup.train.split_seed},
-        data_files=[setup.data_path],
-        precision=setup.train.dtype,
-        extra={"resumed": bool(resume)},
-    )
+    if is_main_process():
+        import jax
+
+        run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(run_dir / CONFIG, dump_toml(setup.config))
+        devices = 1 if parallel is None else parallel.num_devices
+        write_manifest(
+            run_dir,
+            command=command,
+            config=setup.config,
+            seeds={"seed": setup.train.seed, "split_seed": setup.train.split_seed},
+            data_files=[setup.data_path],
+            precision=setup.train.dtype,
+            extra={
+                "resumed": bool(resume),
+                "devices": devices,
+                "processes": jax.process_count(),
+            },
+        )
     return fit(
         setup.model,
         setup.dataset,
@@ -401,4 +412,5 @@ def train_from_config(
         run_dir=run_dir,
         resume=resume,
         progress=progress,
+        parallel=parallel,
     )

@@ -10,8 +10,36 @@ from .._coupling import AbstractCoupling
 from .._group import AbstractGroupAction
 from .._interpolant import AbstractInterpolant
 from .._manifold import AbstractManifold
+from .._parallel import AbstractParallelism, SingleDevice
 from .loss import flow_matching_loss
 from .state import TrainState
+
+
+def draw_pairs(
+    key: PRNGKeyArray,
+    x1: Float[Array, " batch *shape"],
+    *,
+    interpolant: AbstractInterpolant,
+    base: AbstractManifold,
+    group: AbstractGroupAction | None = None,
+) -> tuple[Array, Array, Array, Array | None]:
+    """The random draws of `sample_pairs`, before the coupling: augmented data points, base
+    points, times and noise (see `sample_pairs`)."""
+    x1 = jnp.asarray(x1)
+    batch, dtype = x1.shape[0], x1.dtype
+    k_aug, k_base, k_t, k_z = jax.random.split(key, 4)
+    if group is not None:
+        elements = jax.vmap(group.random_element)(jax.random.split(k_aug, batch))
+        x1 = jax.vmap(group.act)(elements, x1)
+    x0 = jax.vmap(lambda k: base.random_uniform(k, dtype=dtype))(jax.random.split(k_base, batch))
+    if x0.shape != x1.shape:
+        raise ValueError(
+            f"base draws have shape {x0.shape[1:]} but the data points {x1.shape[1:]}; the base "
+            "space must be the configuration space of the data."
+        )
+    t = jax.random.uniform(k_t, (batch,), dtype=dtype)
+    z = jax.random.normal(k_z, x1.shape, dtype=dtype) if interpolant.needs_noise else None
+    return x0, x1, t, z
 
 
 def sample_pairs(
@@ -34,21 +62,8 @@ def sample_pairs(
 
     `(x0, x1, t, z)` (`z` is `None` for noise-free interpolants), all in the dtype of `x1`.
     """
-    x1 = jnp.asarray(x1)
-    batch, dtype = x1.shape[0], x1.dtype
-    k_aug, k_base, k_t, k_z = jax.random.split(key, 4)
-    if group is not None:
-        elements = jax.vmap(group.random_element)(jax.random.split(k_aug, batch))
-        x1 = jax.vmap(group.act)(elements, x1)
-    x0 = jax.vmap(lambda k: base.random_uniform(k, dtype=dtype))(jax.random.split(k_base, batch))
-    if x0.shape != x1.shape:
-        raise ValueError(
-            f"base draws have shape {x0.shape[1:]} but the data points {x1.shape[1:]}; the base "
-            "space must be the configuration space of the data."
-        )
+    x0, x1, t, z = draw_pairs(key, x1, interpolant=interpolant, base=base, group=group)
     x0, x1 = jax.vmap(coupling, in_axes=(0, 0, None))(x0, x1, species)
-    t = jax.random.uniform(k_t, (batch,), dtype=dtype)
-    z = jax.random.normal(k_z, x1.shape, dtype=dtype) if interpolant.needs_noise else None
     return x0, x1, t, z
 
 
@@ -74,10 +89,17 @@ def train_step(
     optimizer: optax.GradientTransformation,
     ema_decay: float,
     group: AbstractGroupAction | None = None,
+    parallel: AbstractParallelism | None = None,
 ) -> tuple[TrainState, dict[str, Array]]:
     """One step: draw pairs for the data batch `x1` (see `sample_pairs`, keyed by
     `state.step_key()`), take the gradient of `flow_matching_loss`, apply the optimiser and
     update the EMA of the weights with decay `min(ema_decay, (1 + s) / (10 + s))`.
+
+    With `parallel` (an `AbstractParallelism`, e.g. `DataParallel`), pass `x1` split over
+    its devices (`parallel.shard_batch`) and `state` replicated (`parallel.replicate`): each
+    device couples its pairs and takes the gradient of its part of the batch, and the means
+    are averaged over the devices, so the step equals the one-device step up to the order of
+    floating-point sums. The batch size must be a multiple of the number of devices.
 
     A step whose loss or gradient is not finite leaves the parameters, optimiser state and EMA
     unchanged (only the step counter advances); the returned loss tells the caller.
@@ -86,21 +108,25 @@ def train_step(
 
     `(new_state, {"loss", "grad_norm"})`.
     """
-    x0, x1, t, z = sample_pairs(
-        state.step_key(),
-        x1,
-        species,
-        interpolant=interpolant,
-        coupling=coupling,
-        base=base,
-        group=group,
-    )
+    parallel = SingleDevice() if parallel is None else parallel
+    # The random draws are made for the whole batch (a function of (key, step) only); the
+    # coupling, the loss and its gradient are evaluated per device on its part of the batch
+    # and the batch means are averaged over the devices (one all-reduce).
+    draws = draw_pairs(state.step_key(), x1, interpolant=interpolant, base=base, group=group)
+
+    def local_loss_and_grad(shared, batch):
+        field, spec = shared
+        p, static = eqx.partition(field, eqx.is_inexact_array)
+        x0, x1, t, z = batch
+        x0, x1 = jax.vmap(coupling, in_axes=(0, 0, None))(x0, x1, spec)
+
+        def loss_fn(p):
+            return flow_matching_loss(eqx.combine(p, static), interpolant, x0, x1, t, spec, z)
+
+        return jax.value_and_grad(loss_fn)(p)
+
+    loss, grads = parallel.mean_over_batch(local_loss_and_grad, (state.params, species), draws)
     params, static = eqx.partition(state.params, eqx.is_inexact_array)
-
-    def loss_fn(p):
-        return flow_matching_loss(eqx.combine(p, static), interpolant, x0, x1, t, species, z)
-
-    loss, grads = jax.value_and_grad(loss_fn)(params)
     grad_norm = optax.tree.norm(grads)
     # optax's bias corrections raise python floats to int32 step counters, which strict dtype
     # promotion (used by the test suite) rejects; the update itself is dtype-consistent.
