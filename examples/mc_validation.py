@@ -2,19 +2,22 @@
 
 Prints:
 
-1. throughput: sweeps per second of ternary KA N = 44 with 100 chains (one sweep = N attempted
-   moves in every chain; compilation excluded);
+1. throughput: chain-sweeps per second of ternary KA N = 44 with 100 chains, float64 and
+   float32, and the speed-up over the naive O(N^2) reference (one sweep = N attempted moves;
+   compilation excluded; timed by `benchmarks/bench_mc.py`);
 2. the mean energy per particle u = U/N with its error bar (standard error of the chain means)
    for ternary KA N = 44 at T = 1.0 and IPL N = 44 at T = 0.1, with the sweeps used;
 3. a check against the field's reference data: IPL N = 10 at T = 0.1, our u against the mean
    of the 100 reference frames (their header energies), when ../shared/data is present.
 
 Usage: python examples/mc_validation.py [--only throughput,ka3,ipl44,ipl10] [--chains 100]
+       [--precision float64|float32]
 Each part is sized to run in a few minutes on a 2-core CPU.
 """
 
 import argparse
 import json
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -23,49 +26,22 @@ import jax
 
 jax.config.update("jax_enable_x64", True)
 
-import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 import manifold_flows as mf  # noqa: E402
-from manifold_flows._mc.engine import _initial_chains  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from bench_mc import bench_mc  # noqa: E402
 
 REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "data" / "ipl_bhhp_N10_T0.1.xyz"
 
 
 def throughput(chains: int, sweeps: int = 100) -> dict:
-    system = mf.get_system("ka3-n44")
-    state = _initial_chains(
-        system, chains, jax.random.key(0), jax.random.key(1), jnp.float64, None, None
-    )
-    pairs = np.asarray(system.swap_pairs, dtype=np.int32)
-    settings = mf.KernelSettings(
-        p_swap=jnp.asarray(0.2),
-        swap_pairs=jnp.asarray(pairs),
-        target_low=jnp.asarray(0.3),
-        target_high=jnp.asarray(0.5),
-        tune_every=jnp.asarray(10, jnp.int32),
-        min_step=jnp.asarray(1e-6),
-        max_step=jnp.asarray(3.0),
-        gain=jnp.asarray(2.0),
-    )
-    zero = jnp.zeros((), jnp.int32)
-    sampler = mf.SamplerState(state, jnp.asarray(system.displacement), zero, zero, zero)
-    args = (jnp.ones(sweeps), jnp.ones(sweeps, bool), jnp.asarray(False), settings)
-    t0 = time.perf_counter()
-    sampler, out = mf.advance(system.energy, mf.Metropolis(), sampler, *args)
-    jax.block_until_ready(out)
-    compile_s = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    sampler, out = mf.advance(system.energy, mf.Metropolis(), sampler, *args)
-    jax.block_until_ready(out)
-    run_s = time.perf_counter() - t0
+    """Chain-sweeps per second of the jitted kernel, float64 and float32, next to the naive
+    O(N^2) reference: `benchmarks/bench_mc.py` does the timing."""
     return {
-        "system": "ka3-n44",
-        "chains": chains,
-        "sweeps_timed": sweeps,
-        "sweeps_per_second": sweeps / run_s,
-        "moves_per_second": sweeps * chains * system.num_particles / run_s,
-        "first_call_seconds_incl_compile": compile_s,
+        dtype: bench_mc("ka3-n44", chains=chains, sweeps=sweeps, dtype=dtype, repeats=3)
+        for dtype in ("float64", "float32")
     }
 
 
@@ -98,6 +74,8 @@ def mean_energy(name: str, temperature: float, **options) -> dict:
         "acceptance": result.acceptance,
         "step_size": float(result.step_sizes[-1]),
         "max_relative_drift": result.dataset.metadata["mc"]["energy_drift_max_relative"],
+        "precision": result.dataset.metadata["mc"]["precision"],
+        "production_sweeps_per_second": result.dataset.metadata["mc"]["sweeps_per_second"],
         "wall_seconds": time.perf_counter() - t0,
         "warnings": [str(w.message)[:160] for w in caught],
     }
@@ -121,12 +99,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--only", default="throughput,ka3,ipl44,ipl10")
     parser.add_argument("--chains", type=int, default=100)
+    parser.add_argument(
+        "--precision", default="float64", help="float64 or float32 for the sampling runs"
+    )
     args = parser.parse_args()
     parts = set(args.only.split(","))
     print(f"devices: {jax.devices()}; machine shared with other jobs: timings are indicative")
     if "throughput" in parts:
         print(json.dumps(throughput(args.chains), indent=1), flush=True)
-    common = dict(num_chains=args.chains, samples_per_block=10)
+    common = dict(num_chains=args.chains, samples_per_block=10, precision=args.precision)
     if "ka3" in parts:
         res = mean_energy(
             "ka3-n44",

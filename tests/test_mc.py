@@ -523,3 +523,63 @@ def test_ipl_n10_mean_energy_matches_the_reference_chain():
         u_ref.mean(),
         ref_err,
     )
+
+
+# ------------------------------------------------------------------------------ fast paths
+@pytest.mark.parametrize("num_species", [3, 9])  # select-based lookup, and the gather fallback
+def test_pair_parameter_lookup_equals_plain_indexing(num_species):
+    from manifold_flows._energy._params import gather_pairs
+
+    rng = np.random.default_rng(num_species)
+    m = rng.uniform(size=(num_species, num_species))
+    m = jnp.asarray(m + m.T)
+    r = jnp.asarray(rng.uniform(0.5, 2.0, size=(7, 5)))
+    # a single label against a column of labels (the energy row), and full index arrays
+    cases = [
+        (jnp.asarray(num_species - 1), jnp.asarray(rng.integers(0, num_species, (7, 1)))),
+        (
+            jnp.asarray(rng.integers(0, num_species, (7, 5))),
+            jnp.asarray(rng.integers(0, num_species, (7, 5))),
+        ),
+    ]
+    for si, sj in cases:
+        r_out, looked_up = gather_pairs(r, si, sj, m)
+        assert r_out.shape == looked_up.shape == (7, 5)
+        want = np.asarray(m)[np.broadcast_to(si, (7, 5)), np.broadcast_to(sj, (7, 5))]
+        np.testing.assert_array_equal(np.asarray(looked_up), want)
+
+
+def test_float32_runs_keep_their_precision_and_a_consistent_running_energy():
+    system = small_system()
+    result = run_monte_carlo(
+        system,
+        key=5,
+        temperature=1.0,
+        samples_per_chain=2,
+        equilibration_sweeps=10,
+        precision="float32",
+        **RUN,
+    )
+    assert result.final_state.chains.positions.dtype == jnp.float32
+    assert result.final_state.chains.energy.dtype == jnp.float32
+    meta = result.dataset.metadata["mc"]
+    assert meta["precision"] == "float32" and meta["config"]["precision"] == "float32"
+    # running float32 energies against a float64 recomputation of the same samples
+    x = jnp.asarray(result.dataset.positions, jnp.float64)
+    s = jnp.asarray(np.broadcast_to(result.dataset.species, x.shape[:2]))
+    exact = np.asarray(total_energies(system.energy, x, s))
+    np.testing.assert_allclose(result.dataset.energy, exact, rtol=1e-4, atol=1e-3)
+    assert 0 < meta["energy_drift_max_relative"] < 1e-2
+    assert np.all((result.dataset.positions >= 0) & (result.dataset.positions < system.box))
+
+
+def test_precision_option_is_checked():
+    from manifold_flows._mc.engine import resolve_dtype
+
+    with pytest.raises(ValueError, match="precision"):
+        mf.MCConfig(precision="float16")
+    assert resolve_dtype("float32") == jnp.float32
+    assert resolve_dtype(None) == jnp.result_type(float)
+    with jax.enable_x64(False):
+        with pytest.raises(ValueError, match="jax_enable_x64"):
+            resolve_dtype("float64")

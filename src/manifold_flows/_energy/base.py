@@ -152,9 +152,8 @@ class AbstractPairEnergy(AbstractEnergy):
             (jnp.arange(n, dtype=i.dtype) == i)[:, None], jnp.asarray(is_zero)[None, :]
         )
         r = jnp.sqrt(jnp.where(excluded, 1.0, r2))
-        si = jnp.broadcast_to(species[i], r.shape)
-        sj = jnp.broadcast_to(species[:, None], r.shape)
-        w = jnp.where(excluded, 0.0, self.pair_energy(r, si, sj))
+        # `si` stays one label (the potential broadcasts it): looking up its row once is cheap
+        w = jnp.where(excluded, 0.0, self.pair_energy(r, species[i], species[:, None]))
         return jnp.sum(w, axis=1)
 
     def particle_energy(

@@ -101,6 +101,36 @@ def total_energies(
     return jax.vmap(energy)(positions, species)
 
 
+def kernel_settings(cfg: MCConfig, system: ParticleSystem, dtype) -> KernelSettings:
+    """The traced kernel parameters of a resolved config (`cfg.resolve(system)`), in `dtype`."""
+    pairs = np.asarray(system.swap_pairs or ((0, 0),), dtype=np.int32).reshape(-1, 2)
+    box_min = float(np.min(system.box))
+    return KernelSettings(
+        p_swap=jnp.asarray(cfg.p_swap, dtype),
+        swap_pairs=jnp.asarray(pairs),
+        target_low=jnp.asarray(cfg.target_acceptance[0], dtype),
+        target_high=jnp.asarray(cfg.target_acceptance[1], dtype),
+        tune_every=jnp.asarray(cfg.tune_every, jnp.int32),
+        min_step=jnp.asarray(1e-6 * box_min, dtype),
+        max_step=jnp.asarray(0.5 * box_min, dtype),
+        gain=jnp.asarray(2.0, dtype),
+    )
+
+
+def resolve_dtype(precision: str | None):
+    """The float dtype of a run: `precision` (`"float32"` / `"float64"`) or, for `None`, JAX's
+    default float (float64 when 64-bit mode is on)."""
+    if precision is None:
+        return jnp.result_type(float)
+    if precision == "float64" and not jax.config.jax_enable_x64:
+        raise ValueError(
+            "precision='float64' needs JAX's 64-bit mode; call "
+            "jax.config.update('jax_enable_x64', True) before creating arrays, or pass "
+            "precision='float32'."
+        )
+    return jnp.dtype(precision)
+
+
 def _as_key(key) -> tuple[jax.Array, int | None]:
     """A typed PRNG key and, when given as an integer, the seed."""
     if isinstance(key, (int, np.integer)) and not isinstance(key, bool):
@@ -201,6 +231,9 @@ def _initial_chains(
         positions = np.mod(positions, box)
         positions = np.where(positions >= box, positions - box, positions)
     x = jnp.asarray(positions, dtype=dtype)
+    # rounding to a narrower dtype can turn a coordinate just below L into L: fold it to 0
+    box_d = jnp.asarray(system.box, dtype=dtype)[None, None, :]
+    x = jnp.where(x >= box_d, x - box_d, x)
     s = jnp.asarray(species, dtype=jnp.int32)
     u = np.asarray(total_energies(energy, x, s))
     bad = np.nonzero(~np.isfinite(u))[0]
@@ -297,7 +330,7 @@ def run_monte_carlo(
         raise TypeError(f"`acceptance` must be an AbstractAcceptance; got {type(acceptance)}.")
     key, seed = _as_key(key)
     key_data = np.asarray(jax.random.key_data(key)).reshape(-1).tolist()
-    dtype = jnp.result_type(float)
+    dtype = resolve_dtype(cfg.precision)
     energy = system.energy
 
     C, N, S, B = cfg.num_chains, system.num_particles, cfg.sweeps_between, cfg.samples_per_block
@@ -317,21 +350,10 @@ def run_monte_carlo(
     num_blocks = n_eq_blocks + n_prod_blocks
     move_names = _move_names(system)
     num_types = len(move_names)
-    pairs = np.asarray(system.swap_pairs or ((0, 0),), dtype=np.int32).reshape(-1, 2)
     drift_tol = cfg.drift_tolerance
     if drift_tol is None:
         drift_tol = 1e-6 if dtype == jnp.float64 else 1e-2
-    box_min = float(np.min(system.box))
-    settings = KernelSettings(
-        p_swap=jnp.asarray(cfg.p_swap, dtype),
-        swap_pairs=jnp.asarray(pairs),
-        target_low=jnp.asarray(cfg.target_acceptance[0], dtype),
-        target_high=jnp.asarray(cfg.target_acceptance[1], dtype),
-        tune_every=jnp.asarray(cfg.tune_every, jnp.int32),
-        min_step=jnp.asarray(1e-6 * box_min, dtype),
-        max_step=jnp.asarray(0.5 * box_min, dtype),
-        gain=jnp.asarray(2.0, dtype),
-    )
+    settings = kernel_settings(cfg, system, dtype)
 
     fp_config = {k: v for k, v in cfg.as_dict().items() if k != "samples_per_chain"}
     fingerprint = _jsonable(
