@@ -123,6 +123,8 @@ def _draw_configuration(ax, configuration: Mapping[str, Any]) -> None:
     diameters = np.asarray(configuration["diameters"], dtype=np.float64)
     names = configuration["species_names"]
     lx, ly = float(box[0]), float(box[1])
+    frame = Rectangle((0, 0), lx, ly, fill=False, edgecolor="black", lw=1.2)
+    ax.add_patch(frame)
     shifts = [(a * lx, b * ly) for a in (-1, 0, 1) for b in (-1, 0, 1)]
     for s, name in enumerate(names):
         color = run_color(s)
@@ -131,10 +133,11 @@ def _draw_configuration(ax, configuration: Mapping[str, Any]) -> None:
             for dx, dy in shifts:
                 cx, cy = x + dx, y + dy
                 if -radius < cx < lx + radius and -radius < cy < ly + radius:
-                    ax.add_patch(Circle((cx, cy), radius, facecolor=color, edgecolor="black",
-                                        lw=0.6, alpha=0.85, clip_on=True))  # fmt: skip
+                    disc = Circle((cx, cy), radius, facecolor=color, edgecolor="black", lw=0.6,
+                                  alpha=0.85)  # fmt: skip
+                    ax.add_patch(disc)
+                    disc.set_clip_path(frame)  # the box is one tile of the periodic plane
         ax.plot([], [], "o", color=color, ms=8, label=f"{name} (diameter {2 * radius:g})")
-    ax.add_patch(Rectangle((0, 0), lx, ly, fill=False, edgecolor="black", lw=1.2))
     pad = 0.03 * max(lx, ly)
     ax.set_xlim(-pad, lx + pad)
     ax.set_ylim(-pad, ly + pad)
@@ -142,7 +145,8 @@ def _draw_configuration(ax, configuration: Mapping[str, Any]) -> None:
     ax.set_xticks([])
     ax.set_yticks([])
     ax.set_title(configuration.get("title", ""), fontsize=9)
-    ax.legend(fontsize=7, loc="upper right", framealpha=0.85)
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=len(names),
+              frameon=False)  # fmt: skip
 
 
 def _check_2d(configuration: Mapping[str, Any]) -> None:
