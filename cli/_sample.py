@@ -7,6 +7,14 @@ from typing import Annotated
 
 import typer
 
+from ._devices import (
+    CoordinatorOption,
+    DevicesOption,
+    DistributedOption,
+    NumProcessesOption,
+    ProcessIdOption,
+    setup_devices,
+)
 from ._errors import UserError
 
 
@@ -82,11 +90,19 @@ def register(app: typer.Typer) -> None:
         progress: Annotated[
             bool, typer.Option("--progress/--no-progress", help="Progress bar.")
         ] = True,
+        devices: DevicesOption = None,
+        distributed: DistributedOption = False,
+        coordinator_address: CoordinatorOption = None,
+        num_processes: NumProcessesOption = None,
+        process_id: ProcessIdOption = None,
     ) -> None:
         """Draw R samples of a trained run with exact log q, energy U and log w = -U/T - log q."""
         import jax
 
         jax.config.update("jax_enable_x64", True)  # energies in float64 at either precision
+        parallel = setup_devices(
+            devices, distributed, coordinator_address, num_processes, process_id
+        )
         import numpy as np
 
         from manifold_flows import SamplingError, reweight, sample_to_file
@@ -114,9 +130,12 @@ def register(app: typer.Typer) -> None:
                 extxyz=extxyz,
                 progress=progress,
                 command="mflows " + " ".join(sys.argv[1:]),
+                parallel=parallel,
             )
         except SamplingError as exc:
             raise UserError(str(exc)) from exc
+        if dataset is None:  # a process other than 0 of a multi-process run: it wrote nothing
+            return
         meta = dataset.metadata
         note = meta["energy"].get("image_note")
         if note:

@@ -35,6 +35,7 @@ from .._io import (
     write_extxyz,
     write_manifest,
 )
+from .._parallel import AbstractParallelism, SingleDevice, is_main_process
 from .._train import TrainedRun, load_run
 from .._train.run import CHECKPOINT
 from .flow import DTYPES, describe_density, flow_for_run, is_euclidean
@@ -112,6 +113,18 @@ def _draw(flow, root, indices, species, batching="sequential"):
         stats.num_steps,
         stats.num_rejected_steps,
     )
+
+
+@eqx.filter_jit
+def _draw_on(parallel, flow, root, indices, species, batching="sequential"):
+    """`_draw` with each device of `parallel` solving its share of `indices` (split along
+    the devices); sample `r` still uses the key `fold_in(root, r)`, whatever device runs it."""
+
+    def local(shared, local_indices):
+        flow, root, species = shared
+        return _draw(flow, root, local_indices, species, batching)
+
+    return parallel.map_batch(local, (flow, root, species), indices)
 
 
 @eqx.filter_jit
@@ -245,7 +258,8 @@ def sample_to_file(
     extxyz: bool = True,
     progress: bool = True,
     command: str | None = None,
-) -> Dataset:
+    parallel: AbstractParallelism | None = None,
+) -> Dataset | None:
     """Draw samples of a trained run with their exact log q, energy U and log weight, and
     write them to disk in resumable chunks.
 
@@ -286,10 +300,16 @@ def sample_to_file(
     - `extxyz`: also write the extended XYZ copy.
     - `progress`: show a progress bar (samples done, s/sample, mean NFE).
     - `command`: the command line to record in the manifest.
+    - `parallel`: spread each chunk over devices (`make_parallelism("all")`); default one
+      device. `chunk_size` must then be a multiple of the number of devices. The samples do
+      not depend on it (up to floating-point round-off), so a run may be resumed with other
+      devices. In a multi-process run every process calls this function and process 0 alone
+      reads and writes files.
 
     **Returns:**
 
-    The samples as a `Dataset` (positions wrapped, `energy` = U, `extra` log q and log w).
+    The samples as a `Dataset` (positions wrapped, `energy` = U, `extra` log q and log w);
+    `None` on the processes other than 0 of a multi-process run.
 
     **Raises:**
 
@@ -300,6 +320,13 @@ def sample_to_file(
     """
     num_samples = _check_int("num_samples (R)", num_samples, 1)
     chunk_size = _check_int("chunk_size", chunk_size, 1)
+    par = SingleDevice() if parallel is None else parallel
+    if not isinstance(par, AbstractParallelism):
+        raise TypeError(
+            f"`parallel` must be an AbstractParallelism (e.g. make_parallelism('all')); got "
+            f"{parallel!r}."
+        )
+    par.check_batch(chunk_size, "chunk_size")
     if batching not in BATCHING:
         raise ValueError(f"batching must be one of {', '.join(BATCHING)}; got {batching!r}.")
     seed = _check_int("seed", seed, 0)
@@ -359,7 +386,10 @@ def sample_to_file(
         "system": system.name,
         "images": system.images,
     }
-    resumed = _prepare_parts(paths, settings, resume=resume, force=force)
+    # In a multi-process run, process 0 alone reads and writes files; the others compute their
+    # share of every chunk process 0 asks for and return None.
+    writer = is_main_process()
+    resumed = _prepare_parts(paths, settings, resume=resume, force=force) if writer else False
 
     parts = paths["parts"]
     ranges = _chunk_ranges(num_samples, chunk_size)
@@ -371,21 +401,33 @@ def sample_to_file(
                 data = _read_chunk(path)
                 if data is not None and (int(data["start"]), int(data["stop"])) == (start, stop):
                     chunks[i] = data
+    skip = set(chunks)
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        todo = np.asarray([i not in chunks for i in range(len(ranges))])
+        todo = np.asarray(multihost_utils.broadcast_one_to_all(todo))
+        skip = {i for i in range(len(ranges)) if not todo[i]}
     root = jax.random.key(seed)
     spec = jnp.asarray(species, dtype=jnp.int32)
     done = sum(int(c["stop"] - c["start"]) for c in chunks.values())
     computed_seconds = 0.0
     timings: list[tuple[float, int]] = []
-    with SampleProgress(num_samples, done, progress) as bar:
+    shared = par.replicate((flow, root, spec))  # one copy per device, made once
+    with SampleProgress(num_samples, done, progress and writer) as bar:
         for i, (start, stop) in enumerate(ranges):
-            if i in chunks:
+            if i in skip:
                 continue
             tic = time.perf_counter()
             indices = np.arange(start, start + chunk_size)  # padded to one shape
             try:
-                x1, log_q, nfe, steps, rejected = _draw(
-                    flow, root, jnp.asarray(indices, dtype=jnp.int32), spec, batching
-                )
+                if parallel is None:
+                    drawn = _draw(flow, root, jnp.asarray(indices, dtype=jnp.int32), spec, batching)
+                else:
+                    shard = par.shard_batch(np.asarray(indices, dtype=np.int32))
+                    flow_r, root_r, spec_r = shared
+                    drawn = _draw_on(par, flow_r, root_r, shard, spec_r, batching)
+                x1, log_q, nfe, steps, rejected = (par.to_host(a) for a in drawn)
                 x1 = np.asarray(x1, dtype=np.float64)[: stop - start]
             except (eqx.EquinoxRuntimeError, jax.errors.JaxRuntimeError) as exc:
                 first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -411,7 +453,8 @@ def sample_to_file(
                 "num_rejected": np.asarray(rejected)[: stop - start].astype(np.int64),
                 "wrapped": moved,
             }
-            _write_chunk(_chunk_path(parts, i), data)
+            if writer:
+                _write_chunk(_chunk_path(parts, i), data)
             chunks[i] = data
             done += stop - start
             seconds = time.perf_counter() - tic
@@ -426,6 +469,8 @@ def sample_to_file(
                 mean_nfe=float(np.mean(all_nfe)),
             )
 
+    if not writer:
+        return None
     ordered = [chunks[i] for i in range(len(ranges))]
 
     def cat(name):
