@@ -44,6 +44,26 @@ def _safe_sqrt(r: Array) -> Array:
     return jnp.where(positive, jnp.sqrt(jnp.where(positive, r, 1)), 0)
 
 
+#: Edge tensors of more elements than this (`n * n * H`, per configuration) are computed in
+#: blocks of receiver rows, `(block, n, H)` at a time (see `receiver_block`).
+EDGE_BLOCK_ELEMENTS = 2**20
+
+
+def receiver_block(n: int, width: int) -> int | None:
+    """Rows of receivers per block for an `n`-particle graph of hidden width `width`, or
+    `None` to compute every edge at once.
+
+    Small graphs (the paper's N = 44: `44 * 44 * 32` = 62k elements per edge tensor) are
+    computed whole, which is fastest. Above `EDGE_BLOCK_ELEMENTS` the rows are blocked so that
+    each edge tensor of a block holds at most that many elements (4 MB in float32): at
+    N = 1024, width 32 this is 32 rows, and the exact divergence (vmapped tangents through
+    every intermediate) fits in memory; see `benchmarks/README.md`.
+    """
+    if n * n * width <= EDGE_BLOCK_ELEMENTS:
+        return None
+    return max(1, EDGE_BLOCK_ELEMENTS // (n * width))
+
+
 def _row(v: Array, ndim: int) -> Array:
     # A feature vector shaped to broadcast along the last axis of a rank-`ndim` array (explicit,
     # so the code runs under jax_numpy_rank_promotion="raise").
@@ -105,18 +125,62 @@ class EGNNLayer(eqx.Module):
         coord_scale: float | None,
         exp: Callable[[Array, Array], Array],
     ) -> tuple[Float[Array, "n d"], Float[Array, "n h"], Float[Array, "n d"]]:
-        H = h.shape[-1]
+        n, H = h.shape
         w1 = self.edge1.weight
-        # Factorised first edge layer: (n, H) products, then one fused broadcast.
+        # Factorised first edge layer: (n, H) products, then one fused broadcast per row.
         hi = h @ w1[:, :H].T + _row(self.edge1.bias, 2)
         hj = h @ w1[:, H : 2 * H].T
+        block = receiver_block(n, H)
+        if block is None:
+            step, msum = self._messages(hi, hj, delta, r, a, mask, coord_scale)
+        else:
+            # Large systems: the receivers i are processed in blocks of rows, so an edge tensor
+            # is (block, n, H) instead of (n, n, H). Each block is rematerialised (forward-mode
+            # and reverse-mode derivatives recompute it instead of storing its intermediates).
+            pad = (-n) % block
+
+            def rows(v: Array) -> Array:
+                if pad:
+                    v = jnp.concatenate([v, jnp.zeros((pad, *v.shape[1:]), v.dtype)])
+                return v.reshape(-1, block, *v.shape[1:])
+
+            @jax.checkpoint
+            def one_block(c):
+                return self._messages(c[0], hj, c[1], c[2], c[3], c[4], coord_scale)
+
+            step, msum = jax.lax.map(
+                one_block, (rows(hi), rows(delta), rows(r), rows(a), rows(mask))
+            )
+            step = step.reshape(-1, step.shape[-1])[:n]
+            msum = msum.reshape(-1, msum.shape[-1])[:n]
+        x_new = exp(x, step)
+        if self.node1 is None or self.node2 is None:
+            return x_new, h, step
+        hidden = jax.nn.silu(_linear(jnp.concatenate([h, msum], axis=-1), self.node1))
+        dh = _linear(hidden, self.node2)
+        return x_new, h + dh, step
+
+    def _messages(
+        self,
+        hi: Float[Array, "b h"],
+        hj: Float[Array, "n h"],
+        delta: Float[Array, "b n d"],
+        r: Float[Array, "b n"],
+        a: Float[Array, "b n"],
+        mask: Float[Array, "b n"],
+        coord_scale: float | None,
+    ) -> tuple[Float[Array, "b d"], Float[Array, "b h"]]:
+        # The edge computations for the receivers i of a block of rows (all rows when the
+        # system is small): the coordinate step of each receiver and its summed gated messages.
+        H = hj.shape[-1]
+        w1 = self.edge1.weight
         pre = (
             hi[:, None, :]
             + hj[None, :, :]
             + r[:, :, None] * _row(w1[:, 2 * H], 3)
             + a[:, :, None] * _row(w1[:, 2 * H + 1], 3)
         )
-        m = jax.nn.silu(_linear(jax.nn.silu(pre), self.edge2))  # (n, n, H), ungated
+        m = jax.nn.silu(_linear(jax.nn.silu(pre), self.edge2))  # (b, n, H), ungated
         if self.attention is None:
             gate = mask
             c = _linear(m, self.coord1)
@@ -129,18 +193,15 @@ class EGNNLayer(eqx.Module):
             logit = m @ self.attention.weight[0] + self.attention.bias[0]
             gate = jax.nn.sigmoid(logit) * mask
             c = gate[..., None] * (m @ self.coord1.weight.T) + _row(self.coord1.bias, 3)
-        coef = jax.nn.silu(c) @ self.coord2[0]  # (n, n)
+        coef = jax.nn.silu(c) @ self.coord2[0]  # (b, n)
         if coord_scale is not None:
             coef = coord_scale * jnp.tanh(coef)
         weight = coef * mask / (_safe_sqrt(r) + 1)
         step = jnp.einsum("ij,ijd->id", weight, delta)
-        x_new = exp(x, step)
         if self.node1 is None or self.node2 is None:
-            return x_new, h, step
+            return step, jnp.zeros_like(hi)  # the last layer never reads the messages
         msum = jnp.einsum("ij,ijh->ih", gate, m)  # sum over j != i of the gated messages
-        hidden = jax.nn.silu(_linear(jnp.concatenate([h, msum], axis=-1), self.node1))
-        dh = _linear(hidden, self.node2)
-        return x_new, h + dh, step
+        return step, msum
 
 
 class EGNNCore(eqx.Module):

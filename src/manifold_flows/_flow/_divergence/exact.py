@@ -30,7 +30,7 @@ class ExactDivergence(AbstractDivergence):
     - `chunk_size`: number of basis vectors pushed through `J` at once (`None`:
       `DEFAULT_CHUNK_SIZE`). Larger chunks are not faster on CPU once the batched tangents
       fall out of cache: for the torus EGNN at N = 44, chunks of 8 to 16 run about twice as
-      fast as one batch of all 88 (see `benchmarks/bench_likelihood.py`). Pass
+      fast as one batch of all 88 (`python benchmarks/run.py --only divergence`). Pass
       `chunk_size=D` for a single batch.
     """
 
