@@ -121,7 +121,7 @@ def bench_mc(
     sweeps: int = 50,
     dtype: str = "float64",
     repeats: int = 5,
-    naive_sweeps: int = 1,
+    naive_sweeps: int = 5,
 ) -> dict[str, Any]:
     """Time the Monte Carlo kernel and the naive reference on one preset system.
 
@@ -138,7 +138,8 @@ def bench_mc(
 
     A dict of plain numbers: chain-sweeps per second (wall and CPU, median), moves per second,
     compile seconds, the same for the naive reference, the speed-up, the load average, and
-    whether the 20,000 chain-sweeps/s target is met (wall time).
+    whether the 20,000 chain-sweeps/s target is met (`target_met`: wall time;
+    `target_met_cpu`: CPU time).
     """
     if dtype not in ("float32", "float64"):
         raise ValueError(f"dtype must be 'float32' or 'float64'; got {dtype!r}.")
@@ -214,6 +215,8 @@ def bench_mc(
     out["load_average_after"] = _load()
     out["target_chain_sweeps_per_second"] = TARGET_CHAIN_SWEEPS_PER_SECOND
     out["target_met"] = out["chain_sweeps_per_second"] >= TARGET_CHAIN_SWEEPS_PER_SECOND
+    # the kernel runs on one core: on a loaded machine its CPU time is what a free core gives
+    out["target_met_cpu"] = out["chain_sweeps_per_second_cpu"] >= TARGET_CHAIN_SWEEPS_PER_SECOND
     return out
 
 
@@ -241,7 +244,8 @@ def main() -> None:
             f"{res.get('speedup_vs_naive', float('nan')):.0f}x (CPU "
             f"{res.get('speedup_vs_naive_cpu', float('nan')):.0f}x); load "
             f"{res['load_average_before']:.1f} -> {res['load_average_after']:.1f}; target "
-            f"{TARGET_CHAIN_SWEEPS_PER_SECOND:,} {'met' if res['target_met'] else 'not met'}",
+            f"{TARGET_CHAIN_SWEEPS_PER_SECOND:,} {'met' if res['target_met'] else 'not met'} "
+            f"(wall), {'met' if res['target_met_cpu'] else 'not met'} (CPU time)",
             flush=True,
         )
 
