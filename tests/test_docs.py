@@ -122,7 +122,8 @@ def page_runs(request, tmp_path_factory) -> dict[Path, Future]:
 @pytest.mark.parametrize("page", _pages_with("python"), ids=_page_id)
 def test_python_blocks_run(page: Path, page_runs: dict[Path, Future]):
     result = page_runs[page].result()
-    assert result.returncode == 0, f"{result.stderr[-4000:]}\n(stdout: {result.stdout[-1000:]})"
+    if result.returncode != 0:
+        pytest.fail(f"{result.stderr[-4000:]}\n(stdout: {result.stdout[-1000:]})", pytrace=False)
 
 
 # ----------------------------------------------------------------------------- shell blocks
