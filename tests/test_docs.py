@@ -6,8 +6,8 @@
   A failure reports the page, the block's line and the traceback.
 - ```bash blocks: cheap commands (`--help`, `mflows generate --list-systems`) run for real;
   every other `mflows ...` command line is parsed by the command's own parser without being
-  invoked, so a renamed or removed option fails here. Scripts run with `python path.py` must
-  exist.
+  invoked, so a renamed or removed option fails here. Scripts run with `python path.py` and
+  test files given to `pytest` must exist.
 - The API reference names every public object of the package, and the site's navigation lists
   exactly the pages that exist.
 """
@@ -223,6 +223,12 @@ def test_shell_commands_exist(page: Path):
                 if command[1].endswith(".py"):
                     assert (ROOT / command[1]).is_file(), f"{where}: no script {command[1]}"
                     checked += 1
+            elif command[0] == "pytest":
+                for arg in command[1:]:
+                    path = arg.split("::")[0]
+                    if path.endswith(".py"):
+                        assert (ROOT / path).is_file(), f"{where}: no test file {path}"
+                        checked += 1
     if checked == 0:
         pytest.skip("no mflows command or script in this page's shell blocks")
 
