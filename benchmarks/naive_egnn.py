@@ -5,13 +5,17 @@ a built field), written the way the network is usually written: the edge input
 `concat(h_i, h_j, r_ij, a_ij)` is materialised as an `(n, n, 2H + 2)` array and multiplied by
 the unfactorised `(2H + 2) x H` weight, every edge MLP is applied layer by layer through
 `eqx.nn.Linear` vmapped over the edges, and the gated messages are materialised.
-`benchmarks/bench_fields.py` checks that it returns the same velocities as the library field.
+The benchmark suite (`benchmarks/run.py`) compares its outputs with the library's.
+
+`NaiveTorusEGNN` wraps it as a vector field and `JacfwdTraceDivergence` is the naive exact
+divergence (the trace of the materialised Jacobian), so a naive sample is the library's ODE
+solve with both naive parts swapped in.
 """
 
 import jax
 import jax.numpy as jnp
 
-from manifold_flows import TorusEGNN
+from manifold_flows import AbstractDivergence, AbstractVectorField, TorusEGNN
 
 
 def _edge_map(fn, z):
@@ -67,3 +71,27 @@ def naive_torus_egnn(field: TorusEGNN, t, x, species):
             h = h + jax.vmap(lambda u, lay=layer: lay.node2(jax.nn.silu(lay.node1(u))))(node)
     v = y - x
     return v - L * jnp.round(v / L)
+
+
+class NaiveTorusEGNN(AbstractVectorField):
+    """`naive_torus_egnn` as a vector field (the weights of a `TorusEGNN`), so that it drops
+    into `ContinuousFlow` for the naive sampling benchmark."""
+
+    field: TorusEGNN
+
+    def __call__(self, t, x, args):
+        return naive_torus_egnn(self.field, jnp.asarray(t, x.dtype), x, args)
+
+
+class JacfwdTraceDivergence(AbstractDivergence):
+    """The naive exact divergence: `trace(jax.jacfwd(fn)(x))`, the whole `(N d) x (N d)`
+    Jacobian materialised at once (every basis tangent pushed through in one `vmap`). Flat
+    spaces only (torus, Euclidean), where the divergence is the plain trace."""
+
+    def init_probe(self, key, space, x):
+        return None
+
+    def __call__(self, fn, x, probe, space):
+        size = x.size
+        jacobian = jax.jacfwd(fn)(x).reshape(size, size)
+        return fn(x), jnp.trace(jacobian)
