@@ -210,6 +210,21 @@ def test_khat_thresholds_and_small_samples():
     assert small.khat_threshold == pytest.approx(0.5)
 
 
+def test_khat_of_weights_spanning_hundreds_of_orders_of_magnitude_is_unknown_not_an_error():
+    # Log weights of a failed sampler (one sample carries all the weight, the next ones are
+    # e^-30, e^-73, ... below it): the tail exceedances underflow and the fit gives no finite
+    # k-hat. The diagnostic must say so instead of failing.
+    log_w = np.concatenate(
+        [[0.0, -30.0, -73.0, -445.0, -686.0, -741.0], np.linspace(-900, -7e4, 94)]
+    )
+    diag = mf.pareto_khat(log_w)
+    assert math.isnan(diag.khat) and diag.status == "unknown"
+    assert "not usable" in diag.note
+    energy = -0.1 * log_w  # log q = 0 at T = 0.1: the same log weights
+    res = mf.reweight(energy, np.zeros_like(log_w), 0.1)
+    assert res.khat_status == "unknown" and res.ess == pytest.approx(1.0)
+
+
 # ----------------------------------------------------------------------------- estimators
 
 

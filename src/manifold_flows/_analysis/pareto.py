@@ -194,6 +194,10 @@ def pareto_khat(log_weights: Real[ArrayLike, " r"]) -> ParetoDiagnostic:
             f"k-hat > {threshold:.2f}: the weight tail is too heavy; reweighted estimates, ESS and "
             "log Z are unreliable."
         ),
+        "unknown": (
+            "the tail fit gave no finite k-hat (the largest weights span too many orders of "
+            "magnitude, e.g. one sample carries all the weight); the weights are not usable."
+        ),
     }
     return ParetoDiagnostic(
         khat=float(khat),
