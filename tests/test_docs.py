@@ -265,11 +265,22 @@ def _reexported_names() -> list[str]:
     )
 
 
-def _documented() -> set[str]:
-    found = set()
-    for page in (DOCS / "api").glob("*.md"):
-        found |= set(re.findall(r"^:::\s*([\w.]+)\s*$", page.read_text(), flags=re.M))
+def _directives() -> list[str]:
+    """The targets of every `::: name` directive of the API pages, with repetitions."""
+    found = []
+    for page in sorted((DOCS / "api").glob("*.md")):
+        found += re.findall(r"^:::\s*([\w.]+)\s*$", page.read_text(), flags=re.M)
     return found
+
+
+def _documented() -> set[str]:
+    return set(_directives())
+
+
+def test_api_reference_documents_each_object_once():
+    targets = _directives()
+    twice = sorted({t for t in targets if targets.count(t) > 1})
+    assert not twice, f"documented on more than one API page (or twice on one): {twice}"
 
 
 def test_api_reference_covers_every_public_name():
