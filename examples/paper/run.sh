@@ -16,6 +16,11 @@
 # Every step is resumable: rerun the same command after an interruption and finished work is
 # kept (finished datasets, runs and sample files are skipped; interrupted ones are resumed).
 # Heavy steps run under `nice -n ${NICE:-5}`.
+#
+# METHODS="ersi" / METHODS="efm rsi" restricts training and sampling to some methods, so that
+# two processes (or machines sharing OUT) can work on different methods at the same time once
+# the data exist; steps 4-5 run when the sample files of all three methods are there. Never
+# run two processes on the same method.
 set -euo pipefail
 
 if [[ $# -lt 1 || ! -f "$1" ]]; then
@@ -29,7 +34,13 @@ source "$1"
 OUT="${2:-${OUT:-paper-$SYSTEM}}"
 NICE="${NICE:-5}"
 RUN=(nice -n "$NICE")
-METHODS=(ersi efm rsi)
+read -r -a METHODS <<<"${METHODS:-ersi efm rsi}"
+for m in "${METHODS[@]}"; do
+    if [[ ! $m =~ ^(ersi|efm|rsi)$ ]]; then
+        echo "$0: METHODS may name ersi, efm and rsi; got '$m'." >&2
+        exit 2
+    fi
+done
 declare -A LABEL=([ersi]=eRSI [efm]=eFM [rsi]=RSI)
 
 mkdir -p "$OUT"/{data,runs,samples}
@@ -75,6 +86,7 @@ done
 # eRSI last: it is the slowest per sample. An interrupted sampling run can be resumed with
 # another R (finished chunks are kept), e.g. a smaller R_ERSI when time runs out.
 for m in efm rsi ersi; do
+    [[ " ${METHODS[*]} " == *" $m "* ]] || continue
     out="$OUT/samples/$m.npz"
     if [[ $m == ersi ]]; then r="$R_ERSI"; else r="$R_BASE"; fi
     if [[ -f "$out" ]]; then
@@ -89,6 +101,12 @@ for m in efm rsi ersi; do
 done
 
 # ---------------------------------------------------------------- 4. evaluation
+for m in ersi efm rsi; do
+    if [[ ! -f "$OUT/samples/$m.npz" ]]; then
+        log "no $OUT/samples/$m.npz yet: evaluation left for a run that has all three methods"
+        exit 0
+    fi
+done
 log "evaluate"
 status=0
 "${RUN[@]}" mflows evaluate --reference "$REF" --out "$OUT/report" --force \
