@@ -2,7 +2,7 @@
 
 Run from the project root with the project's Python:
 
-    python benchmarks/run.py                      # paper sizes, every path (20-40 min)
+    python benchmarks/run.py                      # paper sizes, every path (long)
     python benchmarks/run.py --quick              # IPL N = 44, width 32 x 3, fewer repeats
     python benchmarks/run.py --only forward,divergence --json results.json
     python benchmarks/run.py --only scaling       # exact divergence at N = 64, 256, 1024
