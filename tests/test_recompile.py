@@ -67,7 +67,7 @@ def test_training_steps_and_validation_compile_once(tmp_path):
     snapshots: dict[int, collections.Counter] = {}
     with count_compilations() as compiled:
         mf.fit(
-            mf.ModelConfig(width=8, depth=1),
+            mf.ModelConfig(field="mlp", width=16, depth=1),  # cheap to compile
             toy_dataset(60),
             interpolant=mf.GeodesicInterpolant(TORUS),
             coupling=mf.SpeciesOTCoupling(TORUS),
@@ -90,7 +90,15 @@ def test_training_steps_and_validation_compile_once(tmp_path):
 
 
 def test_validation_loss_over_many_chunks_compiles_once(monkeypatch):
-    field = mf.TorusEGNN(TORUS, 2, width=8, depth=1, key=jax.random.key(0))
+    field = mf.build_field(
+        "mlp",
+        torus_or_dim=TORUS,
+        num_particles=N,
+        num_species=2,
+        width=16,
+        depth=1,
+        key=jax.random.key(0),
+    )
     key_x0, key_x1, key_t = jax.random.split(jax.random.key(1), 3)
     num = 3 * 7 + 2  # three full chunks of 7 and a padded remainder
     x0 = jax.random.uniform(key_x0, (num, N, D), maxval=BOX)
