@@ -243,13 +243,18 @@ def _cases(opts) -> list[dict[str, Any]]:
             impls.append("vmap")
         if opts.no_naive:
             impls = [i for i in impls if i != "naive"]
+        if opts.run and path in ("divergence", "sample"):
+            # the trained run fixes the system and the field: one case per implementation
+            for impl in impls:
+                case = dict(path=path, system="run", width=None, depth=None, impl=impl)
+                case.update(repeats=REPEATS[path][quick], run=opts.run)
+                cases.append(case)
+            continue
         for system in systems:
             for width, depth in sizes:
                 for impl in impls:
                     case = dict(path=path, system=system, width=width, depth=depth, impl=impl)
                     case["repeats"] = REPEATS[path][quick]
-                    if opts.run and path in ("divergence", "sample"):
-                        case["run"] = opts.run
                     cases.append(case)
     return cases
 
