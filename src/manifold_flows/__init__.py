@@ -173,10 +173,12 @@ from ._parallel import (
     parse_devices as parse_devices,
 )
 from ._pipeline import (
+    QuickstartResult as QuickstartResult,
     SamplingError as SamplingError,
     evaluate_runs as evaluate_runs,
     flow_for_run as flow_for_run,
     format_summary as format_summary,
+    quickstart as quickstart,
     resolve_system as resolve_system,
     sample_paths as sample_paths,
     sample_to_file as sample_to_file,
