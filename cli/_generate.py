@@ -32,6 +32,7 @@ _OPTION_DEFAULTS: dict[str, Any] = {
     "target_acceptance": None,
     "step_size": None,
     "samples_per_block": 10,
+    "precision": "float64",
     "seed": 0,
     "out": None,
     "extxyz": None,
@@ -220,6 +221,14 @@ def register(app: typer.Typer) -> None:
             int | None,
             typer.Option("--samples-per-block", help="Samples per chain between checkpoints (10)."),
         ] = None,
+        precision: Annotated[
+            str | None,
+            typer.Option(
+                "--precision",
+                help="Float precision of the chains: float64 (default) or float32 (faster; "
+                "the drift check then runs in float32).",
+            ),
+        ] = None,
         seed: Annotated[int | None, typer.Option("--seed", help="Random seed (0).")] = None,
         out: Annotated[
             Path | None, typer.Option("--out", "-o", help="Output dataset (.npz).")
@@ -274,9 +283,15 @@ def register(app: typer.Typer) -> None:
 
         import jax
 
-        # Data generation runs in float64: the running energy and the energies stored with the
-        # samples must be beyond doubt.
+        # x64 is enabled whatever the chains' precision: float64 is the default, the energies
+        # stored with the samples must be beyond doubt; --precision float32 runs the chains in
+        # float32 (MCConfig.precision).
         jax.config.update("jax_enable_x64", True)
+        if opts["precision"] not in ("float64", "float32"):
+            raise UserError(
+                f"--precision {opts['precision']!r} is not a precision; use float64 (default) "
+                "or float32."
+            )
 
         from manifold_flows import generate_dataset, write_manifest
 
@@ -301,6 +316,7 @@ def register(app: typer.Typer) -> None:
                 p_swap=opts["p_swap"],
                 step_size=opts["step_size"],
                 samples_per_block=opts["samples_per_block"],
+                precision=opts["precision"],
                 **(
                     {}
                     if opts["target_acceptance"] is None
@@ -323,7 +339,7 @@ def register(app: typer.Typer) -> None:
             },
             seeds={"seed": int(opts["seed"])},
             data_files=data_files,
-            precision="float64",
+            precision=opts["precision"],
             extra={"diagnostics": diag},
             name=f"{out_path.stem}.manifest.json",
         )

@@ -130,6 +130,17 @@ def test_cli_generate_with_config_file_and_overrides(tmp_path):
     assert manifest["config"]["options"]["temperature"] == 1.5
 
 
+def test_cli_generate_in_float32(tmp_path):
+    out = tmp_path / "ka32.npz"
+    args = [*SMALL_CLI, "--samples-per-chain", "2", "--equilibration", "10", "--out", str(out)]
+    result = CliRunner().invoke(cli_app(), [*args, "--precision", "float32"])
+    assert result.exit_code == 0, result.output
+    ds = mf.Dataset.load(out)
+    assert ds.metadata["mc"]["precision"] == "float32"
+    manifest = json.loads((tmp_path / "ka32.manifest.json").read_text())
+    assert manifest["precision"] == "float32"
+
+
 ERROR_CASES = {
     "unknown system": (["generate", "--system", "ka9-n44"], "unknown system"),
     "non-positive temperature": (
@@ -159,6 +170,7 @@ ERROR_CASES = {
         "no swap pairs",
     ),
     "bad sweeps": ([*SMALL_CLI, "--sweeps-between", "0"], "sweeps_between"),
+    "unknown precision": ([*SMALL_CLI, "--precision", "float16"], "--precision"),
 }
 
 
