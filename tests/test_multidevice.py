@@ -221,9 +221,15 @@ def test_batch_is_split_and_parameters_replicated(report):
     # every training batch and every sampling chunk was split in two halves ...
     assert seen["batch_shards"], "nothing was sharded"
     train_shards = [[BATCH // 2, 10, 2]] * 2
+    # the coupling's host solutions (a permutation and a point-group index per pair) go back
+    # to the devices split like the batch
+    perm_shards, index_shards = [[BATCH // 2, 10]] * 2, [[BATCH // 2]] * 2
     chunk_shards = [[CHUNK // 2]] * 2
-    assert all(s in (train_shards, chunk_shards) for s in seen["batch_shards"])
+    expected = (train_shards, perm_shards, index_shards, chunk_shards)
+    assert all(s in expected for s in seen["batch_shards"])
     assert seen["batch_shards"].count(train_shards) == STEPS
+    assert seen["batch_shards"].count(perm_shards) == STEPS
+    assert seen["batch_shards"].count(index_shards) == STEPS
     assert seen["batch_shards"].count(chunk_shards) == -(-NUM_SAMPLES // CHUNK)
     # ... each device's program was traced for its half (training step, then sampling) ...
     assert seen["local_sizes"] == [[BATCH // 2], [CHUNK // 2]]
@@ -260,5 +266,76 @@ def test_distributed_settings_must_be_complete(monkeypatch):
         mf.initialize_distributed("localhost:1234", process_id=0)
 
 
+# ------------------------------------------------------------ larger optimal-transport batches
+LARGE_N, LARGE_BATCH = 44, 64
+
+
+def large_ot_worker() -> dict:
+    """Two training steps with the species-OT coupling at 44 particles and 32 pairs per device.
+
+    With the Hungarian assignment as a host callback inside the per-device computation this
+    deadlocked on two CPU devices (JAX stages callback inputs on CPU device 0, which is busy
+    with its own part); small problems slipped through, so the size matters here.
+    """
+    import jax
+    import jax.numpy as jnp
+    import optax
+
+    torus = mf.FlatTorus((6.0, 6.0))
+    species = jnp.asarray(np.arange(LARGE_N) % 2, dtype=jnp.int32)
+    rng = np.random.default_rng(1)
+    x1 = jnp.asarray(rng.uniform(0.0, 6.0, (LARGE_BATCH, LARGE_N, 2)), dtype=jnp.float32)
+    optimizer = optax.adam(1e-3)
+    field = mf.TorusEGNN(torus, 2, width=8, depth=1, key=jax.random.key(0))
+    losses = {}
+    for name, parallel in (("one", mf.SingleDevice()), ("two", mf.DataParallel())):
+        state = parallel.replicate(
+            mf.init_train_state(field, optimizer, key=jax.random.key(1), dtype=jnp.float32)
+        )
+        batch = parallel.shard_batch(x1)
+        losses[name] = []
+        for _ in range(2):
+            state, out = mf.train_step(
+                state,
+                batch,
+                species,
+                interpolant=mf.GeodesicInterpolant(torus),
+                coupling=mf.SpeciesOTCoupling(torus),
+                base=mf.ParticleSpace(torus, LARGE_N),
+                optimizer=optimizer,
+                ema_decay=0.999,
+                parallel=parallel,
+            )
+            losses[name].append(float(out["loss"]))
+    return losses
+
+
+def test_optimal_transport_training_on_two_devices_does_not_deadlock():
+    env = dict(os.environ)
+    env["XLA_FLAGS"] = (
+        env.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=2"
+    ).strip()
+    env["JAX_PLATFORMS"] = "cpu"
+    try:
+        proc = subprocess.run(
+            [sys.executable, __file__, "--large-ot"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=240,  # the steps take seconds; a deadlock never returns
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail("two-device training with the species-OT coupling hung (deadlock)")
+    assert proc.returncode == 0, f"worker failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
+    losses = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert len(losses["two"]) == 2 and all(np.isfinite(losses["two"]))
+    # float32: the two paths differ in the order of the sums of the batch mean
+    np.testing.assert_allclose(losses["two"], losses["one"], rtol=1e-5)
+
+
 if __name__ == "__main__":
-    print(json.dumps(worker(Path(sys.argv[1]))))
+    if sys.argv[1] == "--large-ot":
+        print(json.dumps(large_ot_worker()))
+    else:
+        print(json.dumps(worker(Path(sys.argv[1]))))

@@ -26,6 +26,7 @@ from ._analysis import (
 from ._coupling import (
     COUPLING_NAMES as COUPLING_NAMES,
     AbstractCoupling as AbstractCoupling,
+    AbstractHostCoupling as AbstractHostCoupling,
     IndependentCoupling as IndependentCoupling,
     SpeciesOTCoupling as SpeciesOTCoupling,
     build_coupling as build_coupling,

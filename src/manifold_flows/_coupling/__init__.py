@@ -1,4 +1,8 @@
-from .base import AbstractCoupling as AbstractCoupling, transport_cost as transport_cost
+from .base import (
+    AbstractCoupling as AbstractCoupling,
+    AbstractHostCoupling as AbstractHostCoupling,
+    transport_cost as transport_cost,
+)
 from .build import COUPLING_NAMES as COUPLING_NAMES, build_coupling as build_coupling
 from .independent import IndependentCoupling as IndependentCoupling
 from .species_ot import SpeciesOTCoupling as SpeciesOTCoupling
@@ -6,6 +10,7 @@ from .species_ot import SpeciesOTCoupling as SpeciesOTCoupling
 __all__ = [
     "COUPLING_NAMES",
     "AbstractCoupling",
+    "AbstractHostCoupling",
     "IndependentCoupling",
     "SpeciesOTCoupling",
     "build_coupling",

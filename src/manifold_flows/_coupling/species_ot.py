@@ -8,7 +8,7 @@ from scipy.optimize import linear_sum_assignment
 
 from .._group import AbstractFiniteGroupAction
 from .._manifold import AbstractManifold, FlatTorus, ParticleSpace
-from .base import AbstractCoupling
+from .base import AbstractHostCoupling, species_vector
 
 
 def _assign_host(cost: ArrayLike, species: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
@@ -58,7 +58,7 @@ def _assign_host(cost: ArrayLike, species: ArrayLike) -> tuple[np.ndarray, np.nd
     return perms.reshape(*batch_shape, n), chosen.reshape(batch_shape)
 
 
-class SpeciesOTCoupling(AbstractCoupling):
+class SpeciesOTCoupling(AbstractHostCoupling):
     """Optimal transport between the particles of `x0` and `x1`, species by species.
 
     For each pair of configurations and each species `a`, the particles of species `a` in `x0`
@@ -73,12 +73,13 @@ class SpeciesOTCoupling(AbstractCoupling):
     the search turns `x1` about the box origin, which does not commute with translations, so
     that variant is invariant under permutations and the point group only.
 
-    Implementation: the cost matrices are computed in JAX (jit/vmap friendly); the assignment
-    runs on the host through `jax.pure_callback` with `vmap_method="expand_dims"`, so a
-    vmapped batch makes ONE host call with all its cost matrices. This keeps the whole
-    training step (base draw, coupling, loss, update) in one compiled function whose
-    randomness is a function of (seed, step), with no base draws shipped to the host and back.
-    The host loop is `linear_sum_assignment` (C code) on blocks of size `n_a`.
+    Implementation (an `AbstractHostCoupling`): the cost matrices are computed in JAX
+    (`pose`, jit/vmap friendly) and the assignment runs on the host (`solve`:
+    `linear_sum_assignment`, C code, on blocks of size `n_a`, one call for a whole batch).
+    Called directly, the coupling makes that host call through `jax.pure_callback` with
+    `vmap_method="expand_dims"`, so a vmapped batch makes ONE host call; `train_step` instead
+    ships only the cost matrices to the host between its two compiled halves, so the base
+    draws, times and noise stay on the devices and remain a function of (seed, step).
 
     **Arguments:**
 
@@ -138,12 +139,7 @@ class SpeciesOTCoupling(AbstractCoupling):
         pair = jax.vmap(jax.vmap(self.manifold.sq_dist, in_axes=(None, 0)), in_axes=(0, None))
         return jax.vmap(lambda y: pair(x0, y))(candidates), candidates
 
-    def __call__(
-        self,
-        x0: Float[Array, " n *d"],
-        x1: Float[Array, " n *d"],
-        species: Int[Array, " n"] | None,
-    ) -> tuple[Float[Array, " n *d"], Float[Array, " n *d"]]:
+    def check_pair(self, x0, x1, species):
         x0, x1 = jnp.asarray(x0), jnp.asarray(x1)
         if x0.shape != x1.shape or x0.ndim != len(self.manifold.point_shape) + 1:
             raise ValueError(
@@ -151,25 +147,27 @@ class SpeciesOTCoupling(AbstractCoupling):
                 f"(n, {', '.join(map(str, self.manifold.point_shape))}); got x0 {x0.shape} and "
                 f"x1 {x1.shape}. Batch with jax.vmap(coupling, in_axes=(0, 0, None))."
             )
-        n = x0.shape[0]
-        if species is None:
-            species = jnp.zeros((n,), dtype=jnp.int32)
-        species = jnp.asarray(species)
-        if species.shape != (n,) or not jnp.issubdtype(species.dtype, jnp.integer):
-            raise ValueError(
-                f"SpeciesOTCoupling: `species` must be an integer vector of length n={n}; got "
-                f"shape {species.shape}, dtype {species.dtype}."
-            )
-        cost, candidates = self.cost_matrices(x0, x1)
-        result_shapes = (
-            jax.ShapeDtypeStruct((n,), jnp.int32),
-            jax.ShapeDtypeStruct((), jnp.int32),
-        )
-        perm, g = jax.pure_callback(
-            _assign_host,
-            result_shapes,
-            jax.lax.stop_gradient(cost),
-            species.astype(jnp.int32),
-            vmap_method="expand_dims",
-        )
-        return x0, candidates[g][perm]
+        return species_vector("SpeciesOTCoupling", x0.shape[0], species)
+
+    def pose(
+        self, x0: Float[Array, " n *d"], x1: Float[Array, " n *d"], species: Int[Array, " n"]
+    ) -> Float[Array, "k n n"]:
+        """The cost matrices of the pair (see `cost_matrices`)."""
+        del species
+        return self.cost_matrices(x0, x1)[0]
+
+    def solution_struct(self, x0: Float[Array, " n *d"]):
+        n = jnp.shape(x0)[0]
+        return (jax.ShapeDtypeStruct((n,), jnp.int32), jax.ShapeDtypeStruct((), jnp.int32))
+
+    def solve(self, problems, species) -> tuple[np.ndarray, np.ndarray]:
+        """Hungarian assignment per species block for a batch of cost matrices
+        `(*batch, k, n, n)`: returns `perm (*batch, n)` and the chosen candidate `g (*batch,)`
+        (see the class docstring)."""
+        return _assign_host(problems, species)
+
+    def apply(
+        self, x0: Float[Array, " n *d"], x1: Float[Array, " n *d"], solution
+    ) -> tuple[Float[Array, " n *d"], Float[Array, " n *d"]]:
+        perm, g = solution
+        return x0, self._candidates(x1)[g][perm]

@@ -3,10 +3,11 @@
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
-from .._coupling import AbstractCoupling
+from .._coupling import AbstractCoupling, AbstractHostCoupling
 from .._group import AbstractGroupAction
 from .._interpolant import AbstractInterpolant
 from .._manifold import AbstractManifold
@@ -78,6 +79,15 @@ def _ema_update(ema, params, decay):
 
 
 @eqx.filter_jit
+def _draw_and_pose(state, x1, species, *, interpolant, coupling, base, group):
+    """First half of a step with a host coupling: the random draws and the coupling problems."""
+    draws = draw_pairs(state.step_key(), x1, interpolant=interpolant, base=base, group=group)
+    x0, x1 = draws[:2]
+    spec = coupling.check_pair(x0[0], x1[0], species)
+    problems = jax.vmap(coupling.pose, in_axes=(0, 0, None))(x0, x1, spec)
+    return draws, jax.lax.stop_gradient(problems)
+
+
 def train_step(
     state: TrainState,
     x1: Float[Array, " batch *shape"],
@@ -97,9 +107,17 @@ def train_step(
 
     With `parallel` (an `AbstractParallelism`, e.g. `DataParallel`), pass `x1` split over
     its devices (`parallel.shard_batch`) and `state` replicated (`parallel.replicate`): each
-    device couples its pairs and takes the gradient of its part of the batch, and the means
-    are averaged over the devices, so the step equals the one-device step up to the order of
-    floating-point sums. The batch size must be a multiple of the number of devices.
+    device takes the gradient of its part of the batch, and the means are averaged over the
+    devices, so the step equals the one-device step up to the order of floating-point sums.
+    The batch size must be a multiple of the number of devices.
+
+    With a host coupling (`AbstractHostCoupling`, e.g. `SpeciesOTCoupling`) the step is two
+    compiled functions with the host stage between them: the draws and the coupling problems
+    (cost matrices) are computed on the devices, only the problems are copied to the host
+    and solved there in one call, and the solutions (permutations) are sent back to the
+    devices, which apply them and take the gradient. Every draw is a function of
+    `(state.key, state.step)` either way. (A host callback inside a computation split over
+    devices can deadlock, which is why the host stage is not a callback inside the step.)
 
     A step whose loss or gradient is not finite leaves the parameters, optimiser state and EMA
     unchanged (only the step counter advances); the returned loss tells the caller.
@@ -109,23 +127,81 @@ def train_step(
     `(new_state, {"loss", "grad_norm"})`.
     """
     parallel = SingleDevice() if parallel is None else parallel
-    # The random draws are made for the whole batch (a function of (key, step) only); the
-    # coupling, the loss and its gradient are evaluated per device on its part of the batch
-    # and the batch means are averaged over the devices (one all-reduce).
-    draws = draw_pairs(state.step_key(), x1, interpolant=interpolant, base=base, group=group)
+    strategies = dict(interpolant=interpolant, coupling=coupling, base=base, group=group)
+    if not isinstance(coupling, AbstractHostCoupling):
+        return _step(
+            state,
+            x1,
+            None,
+            species,
+            optimizer=optimizer,
+            ema_decay=ema_decay,
+            parallel=parallel,
+            **strategies,
+        )
+    draws, problems = _draw_and_pose(state, x1, species, **strategies)
+    spec = None if species is None else np.asarray(species)
+    problems = jax.tree.map(parallel.to_host, problems)
+    if spec is None:
+        spec = np.zeros(jax.tree.leaves(problems)[0].shape[-1], dtype=np.int32)
+    solutions = coupling.solve(problems, spec)
+    solutions = jax.tree.map(parallel.shard_batch, solutions)
+    return _step(
+        state,
+        draws,
+        solutions,
+        species,
+        optimizer=optimizer,
+        ema_decay=ema_decay,
+        parallel=parallel,
+        **strategies,
+    )
+
+
+@eqx.filter_jit
+def _step(
+    state,
+    x1_or_draws,
+    solutions,
+    species,
+    *,
+    interpolant,
+    coupling,
+    base,
+    group,
+    optimizer,
+    ema_decay,
+    parallel,
+):
+    """The compiled step: from the data batch (plain couplings) or from the draws and the
+    host coupling's solutions (host couplings)."""
+    if solutions is None:
+        # The random draws are made for the whole batch (a function of (key, step) only); the
+        # coupling, the loss and its gradient are evaluated per device on its part of the
+        # batch and the batch means are averaged over the devices (one all-reduce).
+        draws = draw_pairs(
+            state.step_key(), x1_or_draws, interpolant=interpolant, base=base, group=group
+        )
+    else:
+        draws = x1_or_draws
 
     def local_loss_and_grad(shared, batch):
         field, spec = shared
         p, static = eqx.partition(field, eqx.is_inexact_array)
-        x0, x1, t, z = batch
-        x0, x1 = jax.vmap(coupling, in_axes=(0, 0, None))(x0, x1, spec)
+        (x0, x1, t, z), sol = batch
+        if sol is None:
+            x0, x1 = jax.vmap(coupling, in_axes=(0, 0, None))(x0, x1, spec)
+        else:
+            x0, x1 = jax.vmap(coupling.apply)(x0, x1, sol)
 
         def loss_fn(p):
             return flow_matching_loss(eqx.combine(p, static), interpolant, x0, x1, t, spec, z)
 
         return jax.value_and_grad(loss_fn)(p)
 
-    loss, grads = parallel.mean_over_batch(local_loss_and_grad, (state.params, species), draws)
+    loss, grads = parallel.mean_over_batch(
+        local_loss_and_grad, (state.params, species), (draws, solutions)
+    )
     params, static = eqx.partition(state.params, eqx.is_inexact_array)
     grad_norm = optax.tree.norm(grads)
     # optax's bias corrections raise python floats to int32 step counters, which strict dtype
