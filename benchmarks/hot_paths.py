@@ -46,7 +46,7 @@ FORWARD_BATCH = 256
 
 @dataclasses.dataclass
 class Job:
-    fn: Callable  # a jax.jit-ed function
+    fn: Callable  # a jax.jit-ed function (or one that compiles internally: train_step)
     args: tuple
     per_call: int  # items per call (configurations, steps, samples)
     unit: str  # what one item is
@@ -207,8 +207,10 @@ def train_step(spec, p: Problem) -> Job:
         )
         return eqx.filter(new, eqx.is_array), out["loss"]
 
+    # Not wrapped in jax.jit: train_step is two compiled functions with the coupling's host
+    # stage (Hungarian assignment) between them, which a trace cannot hold.
     return Job(
-        jax.jit(fn),
+        fn,
         (dynamic, x1),
         1,
         "step",

@@ -338,3 +338,16 @@ def test_real_audit_of_the_tiny_run(tmp_path):
     assert audit["config"]["solver"] == "Dopri5"
     names = {c["name"]: c["passed"] for c in audit["checks"]}
     assert names["forward_reverse"] and names["group_invariance"] and names["exact_divergence"]
+
+
+def test_report_number_formatting():
+    assert mf.format_number(0.333749) == "0.3337"
+    assert mf.format_number(1280) == "1280"
+    assert mf.format_number(123456.0) == "1.235e+05"  # scientific from 1e5 on
+    assert mf.format_number(4.2e-4) == "4.200e-04"  # and below 1e-3
+    assert mf.format_number(0) == "0"
+    assert mf.format_number(None) == "n/a"
+    assert mf.format_number(float("nan")) == "nan"
+    assert mf.format_value_error(0.3441, 0.00351) == "0.3441 ± 0.0035"
+    assert mf.format_value_error(0.3441, None) == "0.3441"
+    assert mf.format_value_error(None, 0.1) == "n/a"

@@ -13,33 +13,19 @@ Usage: python examples/paper/make_table.py OUT [--out OUT/table.md]
 
 import argparse
 import json
-import math
 import statistics
 import sys
 from pathlib import Path
 
-from manifold_flows import load_configurations
+from manifold_flows import (
+    format_number as _num,
+    format_value_error as _pm,
+    load_configurations,
+)
 
 METHODS = {"eRSI": "ersi", "eFM": "efm", "RSI": "rsi"}
 #: High-energy shares reported by the eRSI paper for IPL N = 44, T = 0.1 (for comparison only).
 PAPER_HIGH_ENERGY_N44 = {"eRSI": "~3 %", "eFM": "~84 %", "RSI": "100 %"}
-
-
-def _num(value, digits: int = 4) -> str:
-    if value is None:
-        return "n/a"
-    value = float(value)
-    if not math.isfinite(value):
-        return str(value)
-    if value != 0 and (abs(value) >= 1e4 or abs(value) < 1e-3):
-        return f"{value:.{digits - 1}e}"
-    return f"{value:.{digits}g}"
-
-
-def _pm(value, error) -> str:
-    if value is None:
-        return "n/a"
-    return _num(value) if error is None else f"{_num(value)} ± {_num(error, 2)}"
 
 
 def training_costs(run_dir: Path) -> dict:

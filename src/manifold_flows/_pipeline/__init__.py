@@ -10,7 +10,11 @@ from .sample import (
     sample_to_file as sample_to_file,
     system_energies as system_energies,
 )
-from .summary import format_summary as format_summary
+from .summary import (
+    format_number as format_number,
+    format_summary as format_summary,
+    format_value_error as format_value_error,
+)
 from .system import resolve_system as resolve_system
 
 __all__ = [
@@ -18,7 +22,9 @@ __all__ = [
     "SamplingError",
     "evaluate_runs",
     "flow_for_run",
+    "format_number",
     "format_summary",
+    "format_value_error",
     "quickstart",
     "resolve_system",
     "sample_paths",

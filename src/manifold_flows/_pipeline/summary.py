@@ -4,7 +4,10 @@ import math
 from typing import Any
 
 
-def _num(value: Any, digits: int = 4) -> str:
+def format_number(value: Any, digits: int = 4) -> str:
+    """A number for a report table: `digits` significant digits, scientific notation below
+    1e-3 and from 1e5 on; `None` prints as `n/a`, strings pass through, non-finite values as
+    Python prints them."""
     if value is None:
         return "n/a"
     if isinstance(value, str):
@@ -17,12 +20,18 @@ def _num(value: Any, digits: int = 4) -> str:
     return f"{value:.{digits}g}"
 
 
-def _pm(value: Any, error: Any, digits: int = 4) -> str:
+def format_value_error(value: Any, error: Any, digits: int = 4) -> str:
+    """`value ± error` for a report table (see `format_number`; the error with 2 significant
+    digits); just the value when `error` is `None`, `n/a` when `value` is."""
     if value is None:
         return "n/a"
     if error is None:
-        return _num(value, digits)
-    return f"{_num(value, digits)} ± {_num(error, 2)}"
+        return format_number(value, digits)
+    return f"{format_number(value, digits)} ± {format_number(error, 2)}"
+
+
+# short names for the table rows below
+_num, _pm = format_number, format_value_error
 
 
 def format_summary(report: dict[str, Any]) -> str:
