@@ -23,6 +23,11 @@ class Precision(enum.StrEnum):
     double = "64"
 
 
+class Batching(enum.StrEnum):
+    sequential = "sequential"
+    vmap = "vmap"
+
+
 def register(app: typer.Typer) -> None:
     @app.command("sample")
     def sample(
@@ -46,6 +51,18 @@ def register(app: typer.Typer) -> None:
                 help="Samples per chunk (drawn and saved together; the unit of --resume).",
             ),
         ] = 16,
+        batching: Annotated[
+            Batching,
+            typer.Option(
+                "--batching",
+                help=(
+                    "How a chunk's samples are solved on each device: one after another "
+                    "(sequential: each adaptive solve takes its own steps; faster on CPU) or "
+                    "together (vmap: one batched solve, every sample takes the steps of the "
+                    "hardest; can pay off on a GPU)."
+                ),
+            ),
+        ] = Batching.sequential,
         resume: Annotated[
             bool,
             typer.Option("--resume", help="Continue an interrupted run from its finished chunks."),
@@ -117,6 +134,7 @@ def register(app: typer.Typer) -> None:
                 out=out,
                 seed=seed,
                 chunk_size=chunk_size,
+                batching=batching.value,
                 solver=solver,
                 rtol=rtol,
                 atol=atol,

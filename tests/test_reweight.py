@@ -1,6 +1,7 @@
 """Importance reweighting, Pareto k-hat and reweighted estimators, against known answers."""
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -210,19 +211,45 @@ def test_khat_thresholds_and_small_samples():
     assert small.khat_threshold == pytest.approx(0.5)
 
 
-def test_khat_of_weights_spanning_hundreds_of_orders_of_magnitude_is_unknown_not_an_error():
+def test_khat_of_weights_spanning_hundreds_of_orders_of_magnitude_is_bad_not_an_error():
     # Log weights of a failed sampler (one sample carries all the weight, the next ones are
-    # e^-30, e^-73, ... below it): the tail exceedances underflow and the fit gives no finite
-    # k-hat. The diagnostic must say so instead of failing.
+    # e^-30, e^-73, ... below it): the tail exceedances underflow, so no tail can be fitted.
+    # The diagnostic must say "bad" (k-hat = inf), without failing or warning.
     log_w = np.concatenate(
         [[0.0, -30.0, -73.0, -445.0, -686.0, -741.0], np.linspace(-900, -7e4, 94)]
     )
-    diag = mf.pareto_khat(log_w)
-    assert math.isnan(diag.khat) and diag.status == "unknown"
-    assert "not usable" in diag.note
-    energy = -0.1 * log_w  # log q = 0 at T = 0.1: the same log weights
-    res = mf.reweight(energy, np.zeros_like(log_w), 0.1)
-    assert res.khat_status == "unknown" and res.ess == pytest.approx(1.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no overflow / invalid-value warnings either
+        diag = mf.pareto_khat(log_w)
+        energy = -0.1 * log_w  # log q = 0 at T = 0.1: the same log weights
+        res = mf.reweight(energy, np.zeros_like(log_w), 0.1)
+    assert diag.khat == math.inf and diag.status == "bad"
+    assert "not usable" in diag.note and "nats" in diag.note
+    assert res.khat_status == "bad" and res.ess == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("spread", [30.0, 700.0, 1e3, 1e4, 1e5])
+def test_khat_is_bad_however_widely_the_log_weights_spread(spread):
+    # Gaussian log weights with standard deviation >= 30 nats: a hopeless sampler. Before the
+    # underflow guard, spreads of 1e5 nats came out "good" (k-hat 0.08: a fit of zeros).
+    log_w = np.random.default_rng(0).normal(0.0, spread, 500)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        diag = mf.pareto_khat(log_w)
+    assert diag.status == "bad" and diag.khat > 1.0
+
+
+def test_generalized_pareto_fit_is_scale_free_and_flags_unresolvable_spreads():
+    x = np.random.default_rng(1).pareto(2.0, 200) + 0.01  # shape 0.5
+    xi, sigma = mf.fit_generalized_pareto(x)
+    xi_s, sigma_s = mf.fit_generalized_pareto(1e-200 * x)
+    assert xi_s == pytest.approx(xi, rel=1e-12) and sigma_s == pytest.approx(1e-200 * sigma)
+    assert 0.2 < xi < 0.8
+    spread = np.concatenate([np.full(60, 1e-310), [1.0, 2.0]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        xi_d, sigma_d = mf.fit_generalized_pareto(spread)
+    assert xi_d == math.inf and math.isnan(sigma_d)
 
 
 # ----------------------------------------------------------------------------- estimators

@@ -213,6 +213,11 @@ def test_resume_gives_the_uninterrupted_samples(tmp_path, monkeypatch):
     assert not parts.exists()
     manifest = json.loads((tmp_path / "resumed.manifest.json").read_text())
     assert manifest["resumed"] is True and manifest["seeds"] == {"seed": 3}
+    # the timing covers both calls: each did one chunk (its first), so both count
+    timing = resumed.metadata["timing"]
+    assert timing["samples_this_call"] == R - CHUNK and timing["samples_timed"] == R
+    assert timing["seconds_all_calls"] > timing["seconds_this_call"] > 0
+    assert timing["seconds_per_sample"] == pytest.approx(timing["seconds_all_calls"] / R)
 
 
 def test_wrapping_of_points_outside_the_box(tmp_path, monkeypatch):
@@ -313,6 +318,22 @@ def test_cli_sample_happy_path(tmp_path, monkeypatch, capsys):
     manifest = json.loads((tmp_path / "cli.manifest.json").read_text())
     assert manifest["command"].startswith("mflows sample") and manifest["precision"] == "float64"
     assert str(out) in manifest["data_files"]
+
+
+def test_cli_sample_batching_vmap_gives_the_same_samples(tmp_path, monkeypatch, capsys):
+    _, full = tiny_samples()
+    out = tmp_path / "vmap.npz"
+    code, _, stderr = run_cli(
+        monkeypatch, capsys,
+        "sample", "--run", str(tiny_run_dir()), "--num-samples", str(R), "--out", str(out),
+        "--seed", "3", "--chunk-size", str(CHUNK), "--solver", "euler", "--steps", "2",
+        "--precision", "64", "--no-progress", "--no-extxyz", "--batching", "vmap",
+    )  # fmt: skip
+    assert code == 0, stderr
+    ds = mf.load_configurations(out)
+    assert ds.metadata["batching"] == "vmap"
+    np.testing.assert_allclose(ds.positions, full.positions, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(ds.extra["log_q"], full.extra["log_q"], rtol=1e-12, atol=1e-10)
 
 
 @pytest.mark.parametrize(

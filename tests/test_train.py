@@ -389,3 +389,14 @@ def test_bad_inputs_fail_before_training(tmp_path):
     with pytest.raises(ValueError, match="valid names"):
         mf.ModelConfig(field="transformer")
     assert not list(tmp_path.iterdir())
+
+
+def test_training_progress_bar_writes_to_stderr_only(capsys):
+    from manifold_flows._train.progress import Progress
+
+    bar = Progress(10, 0, True)
+    bar.update(5, loss=0.5, val_loss=0.6, speed=2.0)
+    bar.close()
+    captured = capsys.readouterr()
+    assert captured.out == ""  # stdout is for results (e.g. piped summaries)
+    assert "loss 0.5" in captured.err

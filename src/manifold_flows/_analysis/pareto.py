@@ -26,6 +26,10 @@ _PRIOR_SHAPE = 0.5
 _MIN_TAIL = 5
 
 
+#: smallest first-quartile-to-maximum ratio the grid of fit_generalized_pareto handles
+_MIN_QUARTILE = 1e-300
+
+
 def fit_generalized_pareto(exceedances: Real[ArrayLike, " m"]) -> tuple[float, float]:
     """Fit a generalised Pareto distribution with location 0 to positive exceedances.
 
@@ -50,7 +54,8 @@ def fit_generalized_pareto(exceedances: Real[ArrayLike, " m"]) -> tuple[float, f
 
     **Returns:**
 
-    `(xi, sigma)` as python floats.
+    `(xi, sigma)` as python floats; `(inf, nan)` when a quarter of the values are below 1e-300
+    times the largest (no finite shape can be resolved).
     """
     x = np.sort(as_vector(exceedances, "exceedances"))
     if not np.all(np.isfinite(x)) or x[0] < 0:
@@ -64,10 +69,18 @@ def fit_generalized_pareto(exceedances: Real[ArrayLike, " m"]) -> tuple[float, f
             f"`exceedances` needs at least two values and a positive maximum; got {n} value(s) "
             f"with maximum {x[-1]}."
         )
+    # The shape does not depend on the scale: fit x / max(x) (keeps the grid below in range)
+    # and scale sigma back at the end.
+    scale = x[-1]
+    x = x / scale
     m = 30 + math.isqrt(n)
     quartile = x[max(math.floor(n / 4 + 0.5) - 1, 0)]
     if quartile <= 0:  # many exact ties at the threshold: fall back to the smallest positive one
         quartile = x[x > 0][0]
+    if quartile < _MIN_QUARTILE:
+        # a quarter of the values are 1e-300 times the largest or less: heavier than any
+        # shape the grid can resolve (see pareto_khat, which never gets here)
+        return math.inf, math.nan
     j = np.arange(1, m + 1, dtype=np.float64)
     theta = -1.0 / x[-1] + (np.sqrt(m / (j - 0.5)) - 1.0) / (3.0 * quartile)
     # Every grid point satisfies 1 + theta * x > 0 for all x, so the log1p below is finite.
@@ -78,7 +91,7 @@ def fit_generalized_pareto(exceedances: Real[ArrayLike, " m"]) -> tuple[float, f
     theta_hat = float(np.sum(post * theta))
     xi_hat = float(np.mean(np.log1p(theta_hat * x)))
     sigma_hat = xi_hat / theta_hat if theta_hat != 0.0 else float(np.mean(x))
-    return xi_hat, float(sigma_hat)
+    return xi_hat, float(sigma_hat * scale)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,6 +108,8 @@ class ParetoDiagnostic:
       log Z are unreliable however they look; the model's density misses regions the target
       visits.
     - `khat == -inf`: the largest weights are all equal (no tail at all: the ideal sampler).
+    - `khat == +inf` (`"bad"`): the largest weights span more than 300 orders of magnitude,
+      beyond what floating point can fit; one or a few samples carry all the weight.
     - `khat` is NaN (`"unknown"`) when there are too few finite weights to fit a tail.
 
     **Fields:**
@@ -115,6 +130,10 @@ class ParetoDiagnostic:
     khat_threshold: float
     status: str
     note: str
+
+
+#: log(1e-300): weights further below the largest than this are not fitted (see pareto_khat).
+_LOG_FLOAT_RANGE = -300.0 * math.log(10.0)
 
 
 def _khat_threshold(num: int) -> float:
@@ -179,6 +198,23 @@ def pareto_khat(log_weights: Real[ArrayLike, " r"]) -> ParetoDiagnostic:
             khat_threshold=threshold,
             status="good",
             note="the largest weights are all equal (up to round-off): the weights have no tail.",
+        )
+    if lw[-tail] - top < _LOG_FLOAT_RANGE:
+        # Some of the M largest weights are more than ~1e-300 times the largest: in floating
+        # point they are zero next to it, so no tail can be fitted, and no fit is needed: one
+        # or a few samples carry all the weight. (Fitting the underflowed zeros regardless
+        # returns arbitrary shapes, "good" ones included.)
+        return ParetoDiagnostic(
+            khat=math.inf,
+            sigma=math.nan,
+            tail_size=tail,
+            khat_threshold=threshold,
+            status="bad",
+            note=(
+                f"the {tail} largest weights span {top - lw[-tail]:.3g} nats (more than floating "
+                "point holds): one or a few samples carry all the weight; the weights are not "
+                "usable."
+            ),
         )
     exceed = np.exp(lw[-tail:] - top) - math.exp(cut - top)
     xi, sigma = fit_generalized_pareto(np.maximum(exceed, 0.0))

@@ -35,6 +35,7 @@ from .._train.run import CHECKPOINT
 from . import plots as plot_figures
 from .evaluate import REPORT, SUMMARY, evaluate_runs
 from .sample import BATCHING, _check_int, sample_paths, sample_to_file
+from .summary import format_number
 
 STATE = "quickstart.json"
 STAGES = ("data", "train", "sample", "report")
@@ -87,7 +88,7 @@ class QuickstartResult:
                 return "n/a"
             return f"{value:.5g} +- {error:.2g}" if error is not None else f"{value:.5g}"
 
-        khat = "n/a" if w["khat"] is None else f"{w['khat']:.2f}"
+        khat = format_number(w["khat"], 3)  # also "inf"/"-inf", as the JSON report holds them
 
         lines = [
             f"report: {self.paths['summary']} (plots in {self.paths['report']})",

@@ -170,6 +170,21 @@ def _read_chunk(path: Path) -> dict[str, np.ndarray] | None:
         return None  # damaged (cannot happen with atomic writes, but never trust it): redo
 
 
+def _timing_over_chunks(chunks: list[dict[str, np.ndarray]]) -> dict:
+    """Total computing time and seconds per sample over the chunks that carry their timing
+    (chunk files written before timing was recorded carry none)."""
+    timed = [c for c in chunks if "seconds" in c]
+    steady = [c for c in timed if not bool(c["first_of_call"])] or timed
+    sizes = [int(c["stop"] - c["start"]) for c in steady]
+    return {
+        "seconds_all_calls": float(sum(float(c["seconds"]) for c in timed)) if timed else None,
+        "samples_timed": int(sum(int(c["stop"] - c["start"]) for c in timed)),
+        "seconds_per_sample": (
+            sum(float(c["seconds"]) for c in steady) / sum(sizes) if steady else None
+        ),
+    }
+
+
 def _chunk_ranges(num_samples: int, chunk_size: int) -> list[tuple[int, int]]:
     return [
         (start, min(start + chunk_size, num_samples)) for start in range(0, num_samples, chunk_size)
@@ -452,6 +467,9 @@ def sample_to_file(
                 "num_steps": np.asarray(steps)[: stop - start].astype(np.int64),
                 "num_rejected": np.asarray(rejected)[: stop - start].astype(np.int64),
                 "wrapped": moved,
+                # timing travels with the chunk, so a resumed run still reports every call's
+                "seconds": np.asarray(time.perf_counter() - tic, dtype=np.float64),
+                "first_of_call": np.asarray(not timings),
             }
             if writer:
                 _write_chunk(_chunk_path(parts, i), data)
@@ -537,13 +555,11 @@ def sample_to_file(
         "timing": {
             "seconds_this_call": computed_seconds,
             "samples_this_call": sum(c for _, c in timings),
-            "seconds_per_sample": (
-                sum(t for t, _ in timings[1:] or timings)
-                / sum(c for _, c in timings[1:] or timings)
-                if timings
-                else None
+            **_timing_over_chunks(ordered),
+            "note": (
+                "seconds_per_sample: over the chunks of every call (this one and the resumed "
+                "ones), leaving out the first chunk of each call (compilation) when others exist"
             ),
-            "note": "seconds_per_sample leaves out the first chunk of the call (compilation)",
         },
     }
     dataset = Dataset(

@@ -45,7 +45,8 @@ class MetricsLog:
 
 
 class Progress:
-    """A rich progress bar showing step, loss, validation loss and speed (or nothing)."""
+    """A rich progress bar on stderr showing step, loss, validation loss and speed (or
+    nothing)."""
 
     def __init__(self, total: int, start: int, enabled: bool):
         self._bar = None
@@ -53,6 +54,7 @@ class Progress:
         self._stack = contextlib.ExitStack()
         if not enabled:
             return
+        from rich.console import Console
         from rich.progress import (
             BarColumn,
             MofNCompleteColumn,
@@ -69,6 +71,8 @@ class Progress:
             TextColumn("{task.fields[stats]}"),
             TimeElapsedColumn(),
             TimeRemainingColumn(),
+            # stderr, like the sampling and Monte Carlo bars: stdout stays for results
+            console=Console(stderr=True),
         )
         self._stack.enter_context(self._bar)
         self._task = self._bar.add_task("train", total=total, completed=start, stats="")
