@@ -308,7 +308,10 @@ def _fmt_time(seconds: float | None) -> str:
 
 
 def _fmt(value, spec: str) -> str:
-    return "-" if value is None else format(value, spec)
+    if value is None:  # "-" in the width the spec would have given
+        width = "".join(c for c in spec.split(".")[0] if c.isdigit())
+        return "-".rjust(int(width) if width else 1)
+    return format(value, spec)
 
 
 def _compare(rows: list[dict[str, Any]]) -> None:

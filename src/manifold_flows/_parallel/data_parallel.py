@@ -17,9 +17,11 @@ class DataParallel(AbstractParallelism):
     Batches are split along their leading axis (`NamedSharding(mesh, PartitionSpec("batch"))`),
     parameters and optimiser state are replicated (`PartitionSpec()`). `map_batch` and
     `mean_over_batch` run the per-device function with `jax.shard_map`: each device works on
-    its own examples (host callbacks such as the Hungarian assignment of the coupling are made
-    per device, with that device's examples), and `mean_over_batch` averages the results with
-    one all-reduce (`jax.lax.pmean`), which is how gradients are combined.
+    its own examples, and `mean_over_batch` averages the results with one all-reduce
+    (`jax.lax.pmean`), which is how gradients are combined. Keep host callbacks out of the
+    per-device function: on a mesh of CPU devices a `jax.pure_callback` there can deadlock
+    (JAX stages its inputs on CPU device 0, itself busy with its part); `train_step` solves
+    the coupling's assignment on the host between two compiled functions for that reason.
 
     The mesh may span several processes (hosts) after `initialize_distributed`: the program is
     then run by every process, every process passes the same global batch to `shard_batch`
@@ -105,8 +107,8 @@ class DataParallel(AbstractParallelism):
         return self._shard_map(local, PartitionSpec())(arrays, batched)
 
     def _shard_map(self, local, out_spec):
-        # check_vma=False: diffrax's adaptive loops and the host callbacks of the coupling are
-        # not annotated for the varying-manual-axes checker; the outputs' specs are ensured by
+        # check_vma=False: diffrax's adaptive loops are not annotated for the
+        # varying-manual-axes checker; the outputs' specs are ensured by
         # construction (per-example outputs stay split, means are all-reduced).
         return jax.shard_map(
             local,
