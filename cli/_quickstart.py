@@ -36,10 +36,10 @@ def register(app: typer.Typer) -> None:
         ] = 10_000,
         sweeps_between: Annotated[
             int, typer.Option("--sweeps-between", help="Monte Carlo sweeps between samples.")
-        ] = 250,
+        ] = 300,
         equilibration: Annotated[
             int, typer.Option("--equilibration", help="Monte Carlo equilibration sweeps.")
-        ] = 2000,
+        ] = 3000,
         steps: Annotated[
             int, typer.Option("--steps", help="Training steps (rounded up to whole epochs).")
         ] = 2000,

@@ -172,3 +172,18 @@ def test_vmapped_chunks_give_the_sequential_samples(tiny):
     np.testing.assert_allclose(
         vmapped.extra["log_q"], sequential.extra["log_q"], rtol=rtol, atol=atol
     )
+
+
+def test_cli_defaults_are_the_library_defaults():
+    # `mflows quickstart` and `mf.quickstart` must run the same thing when given no options
+    import inspect
+
+    from cli.main import app
+
+    command = next(c for c in app.registered_commands if c.callback.__name__ == "quickstart")
+    cli = {k: p.default for k, p in inspect.signature(command.callback).parameters.items()}
+    lib = {k: p.default for k, p in inspect.signature(mf.quickstart).parameters.items()}
+    cli["out_dir"], cli["num_samples"] = str(cli.pop("out")), cli.pop("samples")
+    shared = set(cli) & set(lib)
+    assert len(shared) >= 14, sorted(shared)
+    assert {k: cli[k] for k in shared} == {k: lib[k] for k in shared}
