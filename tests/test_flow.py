@@ -245,6 +245,19 @@ def test_max_steps_exceeded_is_a_clear_error(key):
         jax.block_until_ready(flow.sample_and_log_prob(key, None))
 
 
+def test_unchecked_solve_reports_its_status_instead_of_raising(key):
+    tight = mf.ContinuousFlow(SPACE, periodic_field, rtol=1e-12, atol=1e-12, max_steps=3)
+    sol = jax.jit(lambda k: tight.sample_solution(k, None, check=False))(key)
+    assert int(sol.stats.status) == mf.SOLVE_MAX_STEPS and int(sol.stats.num_steps) == 3
+    ok = mf.ContinuousFlow(SPACE, periodic_field)
+    sol = ok.sample_solution(key, None, check=False)
+    assert int(sol.stats.status) == mf.SOLVE_OK
+    # the checked solve of the same flow is the same solve
+    checked = ok.sample_solution(key, None)
+    np.testing.assert_array_equal(sol.x1, checked.x1)
+    assert int(checked.stats.status) == mf.SOLVE_OK
+
+
 def test_float32_on_request(key):
     m = 3
     space = mf.Euclidean(m)

@@ -167,6 +167,21 @@ def worker(tmp: Path) -> dict:
         report[f"train_{name}"] = _train(parallel, run_dir)
         report[f"sample_{name}"] = _sample(parallel, run_dir, tmp / f"samples_{name}.npz")
     report["seen"] = SEEN
+    # a solver failure on both devices: one clear error, nothing raised again at exit
+    try:
+        mf.sample_to_file(
+            tmp / "run_two",
+            num_samples=NUM_SAMPLES,
+            out=tmp / "failed.npz",
+            chunk_size=CHUNK,
+            max_steps=2,
+            progress=False,
+            extxyz=False,
+            parallel=mf.make_parallelism(2),
+        )
+        report["sampling_error"] = None
+    except mf.SamplingError as exc:
+        report["sampling_error"] = str(exc)
     return report
 
 
@@ -188,7 +203,7 @@ def report(tmp_path_factory):
         check=False,
     )
     assert proc.returncode == 0, f"worker failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return {**json.loads(proc.stdout.strip().splitlines()[-1]), "stderr": proc.stderr}
 
 
 def test_worker_saw_two_devices_and_chose_the_strategies(report):
@@ -235,6 +250,14 @@ def test_batch_is_split_and_parameters_replicated(report):
     assert seen["local_sizes"] == [[BATCH // 2], [CHUNK // 2]]
     # ... and the trained parameters came out replicated on both devices
     assert seen["trained_params"] and all(p == [2, True] for p in seen["trained_params"])
+
+
+def test_solver_failure_on_two_devices_is_one_clear_error(report):
+    message = report["sampling_error"]
+    assert message is not None and "max_steps=2" in message and "raise max_steps" in message
+    # each device's failure used to be raised separately: the second one surfaced as a
+    # traceback when the interpreter exited
+    assert "Traceback" not in report["stderr"] and "Exception ignored" not in report["stderr"]
 
 
 def test_batch_size_that_does_not_split_is_refused_with_the_fix(report):

@@ -220,6 +220,15 @@ def test_resume_gives_the_uninterrupted_samples(tmp_path, monkeypatch):
     assert timing["seconds_per_sample"] == pytest.approx(timing["seconds_all_calls"] / R)
 
 
+def test_solver_failure_is_a_sampling_error_that_names_the_fix(tmp_path):
+    out = tmp_path / "fail.npz"
+    options = {**SAMPLE_OPTIONS, "solver": "dopri5", "num_steps": None, "max_steps": 2}
+    with pytest.raises(mf.SamplingError, match=r"max_steps=2 .*raise max_steps") as info:
+        mf.sample_to_file(tiny_run_dir(), num_samples=R, out=out, seed=3, **options)
+    assert info.value.chunk == 0 and "resume" in str(info.value)
+    assert not out.exists()  # nothing that looks complete
+
+
 def test_wrapping_of_points_outside_the_box(tmp_path, monkeypatch):
     """A flow whose end points leave the box (eFM) has its samples wrapped onto the torus, the
     energy evaluated there, and its log q kept as computed (the Euclidean density)."""
@@ -242,7 +251,7 @@ def test_wrapping_of_points_outside_the_box(tmp_path, monkeypatch):
         lq = np.zeros(c)
         lq[:3] = log_q
         ones = np.ones(c, dtype=np.int32)
-        return pad, lq, ones, ones, 0 * ones
+        return pad, lq, ones, ones, 0 * ones, 0 * ones  # ..., status: all solves ok
 
     monkeypatch.setattr(sample_module, "_draw", fake_draw)
     ds = mf.sample_to_file(run, num_samples=3, out=tmp_path / "efm.npz", **SAMPLE_OPTIONS)

@@ -60,6 +60,9 @@ from ._field import (
 )
 from ._flow import (
     AUDIT_CHECKS as AUDIT_CHECKS,
+    SOLVE_FAILED as SOLVE_FAILED,
+    SOLVE_MAX_STEPS as SOLVE_MAX_STEPS,
+    SOLVE_OK as SOLVE_OK,
     AbstractBase as AbstractBase,
     AbstractDivergence as AbstractDivergence,
     AbstractLikelihood as AbstractLikelihood,

@@ -22,10 +22,19 @@ from .audit import (
 from .base import AbstractLikelihood as AbstractLikelihood
 from .batch import log_prob_batch as log_prob_batch, sample as sample
 from .continuous import ContinuousFlow as ContinuousFlow
-from .solution import FlowSolution as FlowSolution, FlowStats as FlowStats
+from .solution import (
+    SOLVE_FAILED as SOLVE_FAILED,
+    SOLVE_MAX_STEPS as SOLVE_MAX_STEPS,
+    SOLVE_OK as SOLVE_OK,
+    FlowSolution as FlowSolution,
+    FlowStats as FlowStats,
+)
 
 __all__ = [
     "AUDIT_CHECKS",
+    "SOLVE_FAILED",
+    "SOLVE_MAX_STEPS",
+    "SOLVE_OK",
     "AbstractBase",
     "AbstractDivergence",
     "AbstractLikelihood",

@@ -16,13 +16,13 @@ from ._base_dist import AbstractBase, UniformBase
 from ._divergence import AbstractDivergence, AbstractStochasticDivergence, ExactDivergence
 from ._solvers import evaluations, is_adaptive, make_solver
 from .base import AbstractLikelihood
-from .solution import FlowSolution, FlowStats
+from .solution import SOLVE_FAILED, SOLVE_MAX_STEPS, SOLVE_OK, FlowSolution, FlowStats
 
-_MAX_STEPS_MESSAGE = (
+MAX_STEPS_MESSAGE = (
     "ContinuousFlow: the ODE solver reached max_steps={max_steps} before the end of the time "
     "interval; raise max_steps, loosen rtol/atol, or use a fixed-step solver (num_steps=...)."
 )
-_FAILED_MESSAGE = (
+FAILED_MESSAGE = (
     "ContinuousFlow: the ODE solve failed (step size collapsed or non-finite values); check the "
     "vector field for NaN/inf, or loosen rtol/atol."
 )
@@ -205,15 +205,22 @@ class ContinuousFlow(AbstractLikelihood):
     ) -> Float[Array, ""]:
         return self.reverse(x, args, key=key).log_q
 
-    def sample_solution(self, key: PRNGKeyArray, args: PyTree) -> FlowSolution:
+    def sample_solution(
+        self, key: PRNGKeyArray, args: PyTree, *, check: bool = True
+    ) -> FlowSolution:
         """Draw a base point and push it forward: `sample_and_log_prob` with both endpoints and
-        the solver statistics (`FlowSolution`)."""
+        the solver statistics (`FlowSolution`); `check` as in `forward`."""
         base_key, probe_key = jax.random.split(key)
         x0 = self.base.sample(base_key, args)
-        return self.forward(x0, args, key=probe_key)
+        return self.forward(x0, args, key=probe_key, check=check)
 
     def forward(
-        self, x0: Shaped[ArrayLike, "..."], args: PyTree, *, key: PRNGKeyArray | None = None
+        self,
+        x0: Shaped[ArrayLike, "..."],
+        args: PyTree,
+        *,
+        key: PRNGKeyArray | None = None,
+        check: bool = True,
     ) -> FlowSolution:
         """Push a given base point forward, `t: 0 -> 1`.
 
@@ -222,13 +229,19 @@ class ContinuousFlow(AbstractLikelihood):
         - `x0`: one point of `space` (wrapped onto it first).
         - `args`: extra data for the field (and the base).
         - `key`: PRNG key for the probe of a stochastic divergence (unused when exact).
+        - `check`: raise a runtime error (`eqx.error_if`) when the solver fails (the default).
+          With `check=False` nothing is raised and the failure is reported in
+          `stats.status` (`SOLVE_MAX_STEPS`, `SOLVE_FAILED`; the end point is then not
+          usable): for callers that handle failures on the host, such as computations split
+          over several devices, where a runtime error of each device would be raised
+          separately.
 
         **Returns:**
 
         A `FlowSolution` with `x1`, `log_q = log p0(x0) - int div v`, and the statistics.
         """
         x0 = self._prepare(x0, "x0")
-        x1, integral, stats = self._solve(x0, args, key, reverse=False)
+        x1, integral, stats = self._solve(x0, args, key, reverse=False, check=check)
         log_p0 = self._base_log_prob(x0, args)
         return FlowSolution(x0, x1, log_p0, integral, log_p0 - integral, stats)
 
@@ -302,7 +315,13 @@ class ContinuousFlow(AbstractLikelihood):
         return jnp.asarray(self.base.log_prob(x0, args)).astype(self.dtype)
 
     def _solve(
-        self, x_start: Array, args: PyTree, key: PRNGKeyArray | None, *, reverse: bool
+        self,
+        x_start: Array,
+        args: PyTree,
+        key: PRNGKeyArray | None,
+        *,
+        reverse: bool,
+        check: bool = True,
     ) -> tuple[Array, Float[Array, ""], FlowStats]:
         """Integrate `(x, Delta)` from `x_start`; returns the wrapped end point, the divergence
         integral over [0, 1] (sign-corrected for the direction) and the statistics."""
@@ -318,19 +337,17 @@ class ContinuousFlow(AbstractLikelihood):
         x_end = self.space.project(solution.ys[0][-1])
         delta = solution.ys[1][-1]
         result = solution.result
-        x_end = eqx.error_if(
-            x_end,
-            result == diffrax.RESULTS.max_steps_reached,
-            _MAX_STEPS_MESSAGE.format(max_steps=self.max_steps),
-        )
-        x_end = eqx.error_if(
-            x_end,
-            (result != diffrax.RESULTS.successful) & (result != diffrax.RESULTS.max_steps_reached),
-            _FAILED_MESSAGE,
-        )
+        out_of_steps = result == diffrax.RESULTS.max_steps_reached
+        failed = (result != diffrax.RESULTS.successful) & ~out_of_steps
+        if check:
+            x_end = eqx.error_if(
+                x_end, out_of_steps, MAX_STEPS_MESSAGE.format(max_steps=self.max_steps)
+            )
+            x_end = eqx.error_if(x_end, failed, FAILED_MESSAGE)
+        status = jnp.where(out_of_steps, SOLVE_MAX_STEPS, jnp.where(failed, SOLVE_FAILED, SOLVE_OK))
         # Forward: Delta(1) = int_0^1 div. Reverse: Delta(0) = int_1^0 div = -int_0^1 div.
         integral = delta if not reverse else -delta
-        return x_end, integral, self._stats(solution.stats)
+        return x_end, integral, self._stats(solution.stats, status.astype(jnp.int32))
 
     def _diffeqsolve(
         self,
@@ -368,7 +385,7 @@ class ContinuousFlow(AbstractLikelihood):
             **({} if adjoint is None else {"adjoint": adjoint}),
         )
 
-    def _stats(self, stats: dict) -> FlowStats:
+    def _stats(self, stats: dict, status: Array | None = None) -> FlowStats:
         # diffrax's automatic first step (dt0=None) costs no evaluation here: for the wrapped
         # ODE term it starts from a fixed small step (a test counts the evaluations).
         per_step, once = evaluations(self.solver)
@@ -378,4 +395,5 @@ class ContinuousFlow(AbstractLikelihood):
             num_accepted_steps=jnp.asarray(stats["num_accepted_steps"]).astype(jnp.int32),
             num_rejected_steps=jnp.asarray(stats["num_rejected_steps"]).astype(jnp.int32),
             num_fn_evals=per_step * num_steps + once,
+            status=status,
         )

@@ -1,7 +1,15 @@
 """What one flow solve returns: both endpoints, the log-densities and the solver statistics."""
 
 import equinox as eqx
+import jax.numpy as jnp
 from jaxtyping import Array, Float, Int, Shaped
+
+SOLVE_OK = 0
+"""`FlowStats.status` of a solve that reached the end of its time interval."""
+SOLVE_MAX_STEPS = 1
+"""`FlowStats.status` of a solve that ran out of its step budget (`max_steps`)."""
+SOLVE_FAILED = 2
+"""`FlowStats.status` of a solve that failed otherwise (step size collapsed, NaN/inf)."""
 
 
 class FlowStats(eqx.Module):
@@ -11,13 +19,17 @@ class FlowStats(eqx.Module):
     - `num_accepted_steps`, `num_rejected_steps`;
     - `num_fn_evals`: evaluations of the augmented vector field (each one is a forward pass of
       the field plus its divergence), counted from the solver's Butcher tableau: stages per
-      attempted step (one fewer for FSAL methods) plus the FSAL first stage.
+      attempted step (one fewer for FSAL methods) plus the FSAL first stage;
+    - `status`: how the solve ended, `SOLVE_OK` (0), `SOLVE_MAX_STEPS` (1: the step budget ran
+      out) or `SOLVE_FAILED` (2: any other solver failure). Only solves run with
+      `check=False` can return a non-zero status; checked solves raise instead.
     """
 
     num_steps: Int[Array, ""]
     num_accepted_steps: Int[Array, ""]
     num_rejected_steps: Int[Array, ""]
     num_fn_evals: Int[Array, ""]
+    status: Int[Array, ""]
 
     def __init__(
         self,
@@ -25,11 +37,13 @@ class FlowStats(eqx.Module):
         num_accepted_steps: Int[Array, ""],
         num_rejected_steps: Int[Array, ""],
         num_fn_evals: Int[Array, ""],
+        status: Int[Array, ""] | None = None,
     ):
         self.num_steps = num_steps
         self.num_accepted_steps = num_accepted_steps
         self.num_rejected_steps = num_rejected_steps
         self.num_fn_evals = num_fn_evals
+        self.status = jnp.zeros((), jnp.int32) if status is None else status
 
 
 class FlowSolution(eqx.Module):

@@ -27,6 +27,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._energy import ParticleSystem
+from .._flow.continuous import FAILED_MESSAGE, MAX_STEPS_MESSAGE
+from .._flow.solution import SOLVE_FAILED, SOLVE_MAX_STEPS
 from .._io import (
     Dataset,
     atomic_write_bytes,
@@ -94,13 +96,51 @@ def _check_int(name: str, value: Any, minimum: int) -> int:
 BATCHING = ("sequential", "vmap")
 
 
+#: Lines of JAX's and Equinox's runtime-error texts that frame the message rather than say it.
+_FRAMING = (
+    "above is the stack",
+    "an error occurred during the runtime",
+    "traceback",
+    "file ",
+    "internal:",
+    "-----",
+)
+
+
+def _error_summary(exc: BaseException) -> str:
+    """The line of a runtime error that says what went wrong (e.g. the solver's max_steps
+    message), without the framing that JAX and Equinox put around it."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    for line in lines:
+        at = line.find("ContinuousFlow:")
+        if at >= 0:
+            return line[at:]
+    for line in lines:
+        if not line.lower().startswith(_FRAMING):
+            return line
+    return type(exc).__name__
+
+
+def _solve_problem(status: np.ndarray, max_steps: int) -> str | None:
+    """What went wrong in a chunk's solves (their `FlowStats.status`), or None."""
+    status = np.asarray(status)
+    if np.any(status == SOLVE_MAX_STEPS):
+        count = int(np.count_nonzero(status == SOLVE_MAX_STEPS))
+        return f"{count} solve(s): " + MAX_STEPS_MESSAGE.format(max_steps=max_steps)
+    if np.any(status == SOLVE_FAILED):
+        return f"{int(np.count_nonzero(status == SOLVE_FAILED))} solve(s): " + FAILED_MESSAGE
+    return None
+
+
 @eqx.filter_jit
 def _draw(flow, root, indices, species, batching="sequential"):
     """Samples `indices` of the stream `fold_in(root, r)`: end points, log q and statistics."""
     keys = jax.vmap(lambda i: jax.random.fold_in(root, i))(indices)
 
     def one(k):
-        return flow.sample_solution(k, species)
+        # Failures come back as a status and are raised on the host (`_check_status`): a
+        # runtime error inside a computation split over devices is raised once per device.
+        return flow.sample_solution(k, species, check=False)
 
     # Which is faster depends on N and the machine: lock-step solves pay for the stiffest
     # sample of the chunk, sequential solves pay the per-step overhead once per sample.
@@ -112,6 +152,7 @@ def _draw(flow, root, indices, species, batching="sequential"):
         stats.num_fn_evals,
         stats.num_steps,
         stats.num_rejected_steps,
+        stats.status,
     )
 
 
@@ -442,17 +483,19 @@ def sample_to_file(
                     shard = par.shard_batch(np.asarray(indices, dtype=np.int32))
                     flow_r, root_r, spec_r = shared
                     drawn = _draw_on(par, flow_r, root_r, shard, spec_r, batching)
-                x1, log_q, nfe, steps, rejected = (par.to_host(a) for a in drawn)
+                x1, log_q, nfe, steps, rejected, status = (par.to_host(a) for a in drawn)
                 x1 = np.asarray(x1, dtype=np.float64)[: stop - start]
+                problem = _solve_problem(status[: stop - start], max_steps)
             except (eqx.EquinoxRuntimeError, jax.errors.JaxRuntimeError) as exc:
-                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                problem = _error_summary(exc)
+            if problem is not None:
                 raise SamplingError(
-                    f"sampling chunk {i} (samples {start}..{stop - 1}) failed: {first} The "
+                    f"sampling chunk {i} (samples {start}..{stop - 1}) failed: {problem} The "
                     f"{len(chunks)} finished chunk(s) are kept in {parts}: rerun with "
                     "resume=True (--resume) and a larger max_steps, or start over with "
                     "force=True (--force) and looser tolerances or fixed steps.",
                     chunk=i,
-                ) from exc
+                )
             wrapped = np.mod(x1, box)
             wrapped = np.where(wrapped >= box, wrapped - box, wrapped)
             moved = np.any(np.abs(wrapped - x1) > 0, axis=(1, 2))
