@@ -263,8 +263,8 @@ def test_augmentation_moves_each_data_point_within_its_symmetry_orbit():
     np.testing.assert_allclose(jax.vmap(distances)(y1), jax.vmap(distances)(x1), atol=1e-9)
 
 
-@pytest.mark.parametrize("point_group", [False, True])
-def test_step_with_host_coupling_takes_the_loss_of_the_coupled_pairs(point_group):
+@pytest.mark.parametrize("point_group, with_species", [(False, True), (True, True), (False, False)])
+def test_step_with_host_coupling_takes_the_loss_of_the_coupled_pairs(point_group, with_species):
     # train_step solves the coupling on the host between two compiled halves; its loss must be
     # the loss of the pairs the coupling makes when called directly (one host callback).
     data = make_dataset(num=12)
@@ -272,19 +272,16 @@ def test_step_with_host_coupling_takes_the_loss_of_the_coupled_pairs(point_group
     field = TinyField(jax.random.key(3))
     state = mf.init_train_state(field, opt, key=jax.random.key(4), dtype=jnp.float32)
     x1 = jnp.asarray(data.positions, dtype=jnp.float32)
+    species = jnp.asarray(SPECIES) if with_species else None  # None: one species
     strategies = dict(
         interpolant=mf.GeodesicInterpolant(TORUS),
         coupling=mf.SpeciesOTCoupling(TORUS, point_group=point_group),
         base=mf.ParticleSpace(TORUS, N),
     )
-    _, out = mf.train_step(
-        state, x1, jnp.asarray(SPECIES), optimizer=opt, ema_decay=0.9, **strategies
-    )
-    x0, y1, t, z = mf.sample_pairs(state.step_key(), x1, jnp.asarray(SPECIES), **strategies)
+    _, out = mf.train_step(state, x1, species, optimizer=opt, ema_decay=0.9, **strategies)
+    x0, y1, t, z = mf.sample_pairs(state.step_key(), x1, species, **strategies)
     assert float(jnp.max(jnp.abs(y1 - x1))) > 1e-3  # the coupling did re-pair the particles
-    expected = mf.flow_matching_loss(
-        state.params, strategies["interpolant"], x0, y1, t, jnp.asarray(SPECIES), z
-    )
+    expected = mf.flow_matching_loss(state.params, strategies["interpolant"], x0, y1, t, species, z)
     np.testing.assert_allclose(float(out["loss"]), float(expected), rtol=1e-6)
 
 

@@ -3,7 +3,6 @@
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
@@ -85,7 +84,7 @@ def _draw_and_pose(state, x1, species, *, interpolant, coupling, base, group):
     x0, x1 = draws[:2]
     spec = coupling.check_pair(x0[0], x1[0], species)
     problems = jax.vmap(coupling.pose, in_axes=(0, 0, None))(x0, x1, spec)
-    return draws, jax.lax.stop_gradient(problems)
+    return draws, jax.lax.stop_gradient(problems), spec
 
 
 def train_step(
@@ -139,12 +138,9 @@ def train_step(
             parallel=parallel,
             **strategies,
         )
-    draws, problems = _draw_and_pose(state, x1, species, **strategies)
-    spec = None if species is None else np.asarray(species)
+    draws, problems, spec = _draw_and_pose(state, x1, species, **strategies)
     problems = jax.tree.map(parallel.to_host, problems)
-    if spec is None:
-        spec = np.zeros(jax.tree.leaves(problems)[0].shape[-1], dtype=np.int32)
-    solutions = coupling.solve(problems, spec)
+    solutions = coupling.solve(problems, parallel.to_host(spec))
     solutions = jax.tree.map(parallel.shard_batch, solutions)
     return _step(
         state,
