@@ -175,12 +175,14 @@ def pareto_khat(log_weights: Real[ArrayLike, " r"]) -> ParetoDiagnostic:
     num = lw.shape[0]
     threshold = _khat_threshold(num)
     tail = math.ceil(min(0.2 * num, 3.0 * math.sqrt(num))) if num else 0
+
+    def diagnostic(**fields) -> ParetoDiagnostic:  # the tail size and threshold of every case
+        return ParetoDiagnostic(tail_size=tail, khat_threshold=threshold, **fields)
+
     if tail < _MIN_TAIL or tail + 1 > num:
-        return ParetoDiagnostic(
+        return diagnostic(
             khat=math.nan,
             sigma=math.nan,
-            tail_size=tail,
-            khat_threshold=threshold,
             status="unknown",
             note=(
                 f"only {num} finite weight(s): a tail fit needs at least {_MIN_TAIL} tail points "
@@ -191,11 +193,9 @@ def pareto_khat(log_weights: Real[ArrayLike, " r"]) -> ParetoDiagnostic:
     cut = lw[-tail - 1]
     # The log weights carry round-off of order eps * |log w|; a spread below that is no tail.
     if top - cut <= 1e-10 * max(1.0, abs(top)):
-        return ParetoDiagnostic(
+        return diagnostic(
             khat=-math.inf,
             sigma=0.0,
-            tail_size=tail,
-            khat_threshold=threshold,
             status="good",
             note="the largest weights are all equal (up to round-off): the weights have no tail.",
         )
@@ -204,11 +204,9 @@ def pareto_khat(log_weights: Real[ArrayLike, " r"]) -> ParetoDiagnostic:
         # point they are zero next to it, so no tail can be fitted, and no fit is needed: one
         # or a few samples carry all the weight. (Fitting the underflowed zeros regardless
         # returns arbitrary shapes, "good" ones included.)
-        return ParetoDiagnostic(
+        return diagnostic(
             khat=math.inf,
             sigma=math.nan,
-            tail_size=tail,
-            khat_threshold=threshold,
             status="bad",
             note=(
                 f"the {tail} largest weights span {top - lw[-tail]:.3g} nats (more than floating "
@@ -235,11 +233,9 @@ def pareto_khat(log_weights: Real[ArrayLike, " r"]) -> ParetoDiagnostic:
             "magnitude, e.g. one sample carries all the weight); the weights are not usable."
         ),
     }
-    return ParetoDiagnostic(
+    return diagnostic(
         khat=float(khat),
         sigma=float(sigma),
-        tail_size=tail,
-        khat_threshold=threshold,
         status=status,
         note=notes[status],
     )

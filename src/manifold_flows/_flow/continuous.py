@@ -385,7 +385,7 @@ class ContinuousFlow(AbstractLikelihood):
             **({} if adjoint is None else {"adjoint": adjoint}),
         )
 
-    def _stats(self, stats: dict, status: Array | None = None) -> FlowStats:
+    def _stats(self, stats: dict, status: Array) -> FlowStats:
         # diffrax's automatic first step (dt0=None) costs no evaluation here: for the wrapped
         # ODE term it starts from a fixed small step (a test counts the evaluations).
         per_step, once = evaluations(self.solver)

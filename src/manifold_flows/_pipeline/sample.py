@@ -124,11 +124,14 @@ def _error_summary(exc: BaseException) -> str:
 def _solve_problem(status: np.ndarray, max_steps: int) -> str | None:
     """What went wrong in a chunk's solves (their `FlowStats.status`), or None."""
     status = np.asarray(status)
-    if np.any(status == SOLVE_MAX_STEPS):
-        count = int(np.count_nonzero(status == SOLVE_MAX_STEPS))
-        return f"{count} solve(s): " + MAX_STEPS_MESSAGE.format(max_steps=max_steps)
-    if np.any(status == SOLVE_FAILED):
-        return f"{int(np.count_nonzero(status == SOLVE_FAILED))} solve(s): " + FAILED_MESSAGE
+    messages = {
+        SOLVE_MAX_STEPS: MAX_STEPS_MESSAGE.format(max_steps=max_steps),
+        SOLVE_FAILED: FAILED_MESSAGE,
+    }
+    for code, message in messages.items():  # running out of steps is reported first
+        count = int(np.count_nonzero(status == code))
+        if count:
+            return f"{count} solve(s): {message}"
     return None
 
 
@@ -138,7 +141,7 @@ def _draw(flow, root, indices, species, batching="sequential"):
     keys = jax.vmap(lambda i: jax.random.fold_in(root, i))(indices)
 
     def one(k):
-        # Failures come back as a status and are raised on the host (`_check_status`): a
+        # Failures come back as a status and are raised on the host (`_solve_problem`): a
         # runtime error inside a computation split over devices is raised once per device.
         return flow.sample_solution(k, species, check=False)
 

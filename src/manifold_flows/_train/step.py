@@ -127,24 +127,16 @@ def train_step(
     """
     parallel = SingleDevice() if parallel is None else parallel
     strategies = dict(interpolant=interpolant, coupling=coupling, base=base, group=group)
-    if not isinstance(coupling, AbstractHostCoupling):
-        return _step(
-            state,
-            x1,
-            None,
-            species,
-            optimizer=optimizer,
-            ema_decay=ema_decay,
-            parallel=parallel,
-            **strategies,
-        )
-    draws, problems, spec = _draw_and_pose(state, x1, species, **strategies)
-    problems = jax.tree.map(parallel.to_host, problems)
-    solutions = coupling.solve(problems, parallel.to_host(spec))
-    solutions = jax.tree.map(parallel.shard_batch, solutions)
+    if isinstance(coupling, AbstractHostCoupling):
+        batch, problems, spec = _draw_and_pose(state, x1, species, **strategies)
+        problems = jax.tree.map(parallel.to_host, problems)
+        solutions = coupling.solve(problems, parallel.to_host(spec))
+        solutions = jax.tree.map(parallel.shard_batch, solutions)
+    else:  # the draws are made inside the compiled step
+        batch, solutions = x1, None
     return _step(
         state,
-        draws,
+        batch,
         solutions,
         species,
         optimizer=optimizer,
