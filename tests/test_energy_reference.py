@@ -1,4 +1,4 @@
-"""Energies against the field's reference files (../shared/data): skipped when they are absent."""
+"""Energies against the field's reference files, shipped in tests/data (see its README)."""
 
 from pathlib import Path
 
@@ -16,7 +16,7 @@ from manifold_flows import (
     make_system,
 )
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+DATA = Path(__file__).resolve().parent / "data"
 KA_FILES = [
     "ka2d_ternary_N1290_T0.231.xyz",
     "ka2d_ternary_N1290_T0.231.exyz",
@@ -26,8 +26,7 @@ KA_FILES = [
 
 def data_file(name: str) -> Path:
     path = DATA / name
-    if not path.is_file():
-        pytest.skip(f"reference data {path} is absent (it lives next to the repository clone)")
+    assert path.is_file(), f"reference data {path} is missing from the clone"
     return path
 
 
