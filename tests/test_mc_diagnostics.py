@@ -71,9 +71,30 @@ def test_chain_agreement_detects_an_offset_chain():
     shifted = x.copy()
     shifted[2] += 0.5  # ~ 10 standard errors of a chain mean
     bad = chain_agreement(shifted, tau)
-    assert bad.p_value < 1e-6
-    with pytest.warns(ChainDisagreementWarning, match="chain 2"):
+    assert bad.p_value < 1e-6 and bad.tau == tau
+    with pytest.warns(ChainDisagreementWarning, match="chain 2") as caught:
         assert warn_disagreement(bad)
+    message = str(caught[0].message)
+    # it reports what the test measured ...
+    assert f"chi2/dof = {bad.chi2 / bad.dof:.3g}" in message
+    pull = abs(bad.chain_means[2] - bad.pooled_mean) / bad.chain_errors[2]
+    assert f"chain 2 at {pull:.3g} error bars" in message
+    # ... and names both causes it cannot tell apart, asserting neither
+    assert "not equilibrated" in message and "autocorrelation longer than" in message
+    assert "are not equilibrated" not in message
+
+
+def test_chain_disagreement_from_a_long_autocorrelation_blames_no_chain():
+    """Equilibrated chains whose error bars use too short an autocorrelation time (the slow
+    tail missed): the test fires, and the warning must not claim unequilibrated chains."""
+    x = ar1(5, 0.95, chains=20, n=2000)  # true tau = 39
+    found = chain_agreement(x, 4.0)
+    assert found.p_value < 1e-3
+    with pytest.warns(ChainDisagreementWarning, match="scatter more than") as caught:
+        assert warn_disagreement(found)
+    message = str(caught[0].message)
+    assert "autocorrelation time of 4 points" in message
+    assert "Possible causes" in message and "are not equilibrated" not in message
 
 
 def test_chain_agreement_uses_the_autocorrelation_time():

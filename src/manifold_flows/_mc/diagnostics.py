@@ -22,8 +22,10 @@ class SampleSpacingWarning(MCDiagnosticWarning):
 
 
 class ChainDisagreementWarning(MCDiagnosticWarning):
-    """Independent chains disagree on the mean energy by more than their error bars: at least one
-    is probably not equilibrated (or is stuck)."""
+    """The means of independent chains scatter more than their within-chain error bars allow
+    (a chi-square test). The test does not say why: chains that are not equilibrated (or are
+    stuck) cause it, and so does an autocorrelation longer than the estimated time, which makes
+    the within-chain error bars too small."""
 
 
 class AutocorrelationWarning(MCDiagnosticWarning):
@@ -126,6 +128,8 @@ class ChainAgreement:
     - `pooled_mean`: error-weighted mean of the chain means.
     - `chi2`, `dof`, `p_value`: `sum_c (m_c - m)^2 / e_c^2`, `chains - 1`, and the chi-square
       survival probability (small = the chains disagree).
+    - `tau`: the integrated autocorrelation time the errors were computed with (in units of the
+      series' spacing, at least 1).
     """
 
     chain_means: np.ndarray
@@ -134,6 +138,7 @@ class ChainAgreement:
     chi2: float
     dof: int
     p_value: float
+    tau: float
 
     def as_dict(self) -> dict:
         return {
@@ -143,6 +148,7 @@ class ChainAgreement:
             "chi2": self.chi2,
             "dof": self.dof,
             "p_value": self.p_value,
+            "tau": self.tau,
         }
 
 
@@ -157,12 +163,12 @@ def chain_agreement(series: np.ndarray, tau: float) -> ChainAgreement:
     if x.ndim != 2 or x.shape[1] < 2:
         raise ValueError(f"`series` must have shape (chains, n) with n >= 2; got {x.shape}.")
     chains, n = x.shape
-    tau = float(tau) if math.isfinite(tau) else 1.0
+    tau = max(float(tau), 1.0) if math.isfinite(tau) else 1.0
     means = x.mean(axis=1)
     var = x.var(axis=1, ddof=1)
-    errors = np.sqrt(np.maximum(var, 0.0) * max(tau, 1.0) / n)
+    errors = np.sqrt(np.maximum(var, 0.0) * tau / n)
     if chains < 2:
-        return ChainAgreement(means, errors, float(means[0]), 0.0, 0, 1.0)
+        return ChainAgreement(means, errors, float(means[0]), 0.0, 0, 1.0, tau)
     # Chains whose series is constant (error 0) would make the statistic infinite; give them a
     # floor at the smallest non-zero error so that a stuck chain still counts against the rest.
     positive = errors[errors > 0]
@@ -172,7 +178,8 @@ def chain_agreement(series: np.ndarray, tau: float) -> ChainAgreement:
     pooled = float(np.sum(w * means) / np.sum(w))
     chi2 = float(np.sum(w * (means - pooled) ** 2))
     dof = chains - 1
-    return ChainAgreement(means, errors, pooled, chi2, dof, float(scipy.stats.chi2.sf(chi2, dof)))
+    p_value = float(scipy.stats.chi2.sf(chi2, dof))
+    return ChainAgreement(means, errors, pooled, chi2, dof, p_value, tau)
 
 
 def mean_with_error(chain_means: np.ndarray) -> tuple[float, float]:
@@ -203,15 +210,24 @@ def warn_spacing(sweeps_between: int, tau_sweeps: float, *, minimum: float = 3.0
 
 def warn_disagreement(agreement: ChainAgreement, *, threshold: float = 1e-3) -> bool:
     """Warn (`ChainDisagreementWarning`) when the chains' means disagree at p-value below
-    `threshold`. Returns whether it warned."""
+    `threshold`. Returns whether it warned.
+
+    The message says what the test found (how far the chain means scatter beyond their
+    within-chain error bars, and the largest single deviation) and lists the causes it cannot
+    tell apart; it does not name one."""
     if agreement.dof > 0 and agreement.p_value < threshold:
         pulls = np.abs(agreement.chain_means - agreement.pooled_mean) / agreement.chain_errors
         worst = int(np.argmax(pulls))
         warnings.warn(
-            f"the chains disagree on the mean energy (chi2 = {agreement.chi2:.4g} for "
-            f"{agreement.dof} degrees of freedom, p = {agreement.p_value:.2g}; chain {worst} is "
-            "furthest off): some chains are not equilibrated; run longer equilibration or "
-            "anneal (anneal_from), and use swaps if the system has them.",
+            f"the chain means of the energy scatter more than their within-chain error bars "
+            f"allow: chi2/dof = {agreement.chi2 / agreement.dof:.3g} (chi2 = "
+            f"{agreement.chi2:.4g} for {agreement.dof} degrees of freedom, p = "
+            f"{agreement.p_value:.2g}; error bars with an autocorrelation time of "
+            f"{agreement.tau:.3g} points); the largest deviation is chain {worst} at "
+            f"{pulls[worst]:.3g} error bars. Possible causes: chains not equilibrated (or "
+            "stuck), or an autocorrelation longer than the estimate (its slow tail makes the "
+            "error bars too small). Longer equilibration or annealing (anneal_from), swaps if "
+            "the system has them, and longer chains tell them apart.",
             ChainDisagreementWarning,
             stacklevel=3,
         )
