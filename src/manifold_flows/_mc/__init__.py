@@ -27,6 +27,14 @@ from .engine import (
     MCResult as MCResult,
     run_monte_carlo as run_monte_carlo,
 )
+from .extra_moves import AbstractExtraMoves as AbstractExtraMoves
+from .flow_moves import (
+    FlowMoves as FlowMoves,
+    canonicalize as canonicalize,
+    flow_block as flow_block,
+    flow_log_weight as flow_log_weight,
+    flow_step as flow_step,
+)
 from .generate import checkpoint_dir_for as checkpoint_dir_for, generate_dataset as generate_dataset
 from .initial import (
     contact_distances as contact_distances,
@@ -40,12 +48,21 @@ from .moves import (
     propose as propose,
     propose_move as propose_move,
 )
+from .proposals import (
+    AbstractProposals as AbstractProposals,
+    ArrayProposals as ArrayProposals,
+    LikelihoodProposals as LikelihoodProposals,
+    ProposalsExhaustedError as ProposalsExhaustedError,
+)
 from .schedule import temperature_schedule as temperature_schedule
 from .state import ChainState as ChainState, SamplerState as SamplerState
 
 __all__ = [
     "AbstractAcceptance",
+    "AbstractExtraMoves",
+    "AbstractProposals",
     "AdvanceOutput",
+    "ArrayProposals",
     "AutocorrelationTime",
     "AutocorrelationWarning",
     "Barker",
@@ -55,20 +72,27 @@ __all__ = [
     "ChainState",
     "CheckpointStore",
     "EnergyDriftError",
+    "FlowMoves",
     "KernelSettings",
+    "LikelihoodProposals",
     "MCConfig",
     "MCDiagnosticWarning",
     "MCResult",
     "Metropolis",
     "Proposal",
+    "ProposalsExhaustedError",
     "SampleSpacingWarning",
     "SamplerState",
     "advance",
+    "canonicalize",
     "chain_agreement",
     "chain_sweep",
     "checkpoint_dir_for",
     "contact_distances",
     "draw_sweep",
+    "flow_block",
+    "flow_log_weight",
+    "flow_step",
     "generate_dataset",
     "integrated_autocorrelation_time",
     "mc_step",

@@ -31,6 +31,7 @@ from .diagnostics import (
     warn_disagreement,
     warn_spacing,
 )
+from .extra_moves import AbstractExtraMoves
 from .initial import random_configurations
 from .progress import ProgressReporter
 from .schedule import temperature_schedule
@@ -260,6 +261,7 @@ def run_monte_carlo(
     resume: bool = False,
     progress: bool = True,
     on_block: Callable[[BlockInfo], None] | None = None,
+    extra_moves: AbstractExtraMoves | None = None,
     **options: Any,
 ) -> MCResult:
     """Sample the Boltzmann distribution `p(x) ∝ exp(-U(x) / T)` of `system` with many
@@ -307,6 +309,8 @@ def run_monte_carlo(
       samples of an uninterrupted one.
     - `progress`: show a progress bar (rich, on stderr).
     - `on_block`: called with a `BlockInfo` after each block is finished and checkpointed.
+    - `extra_moves`: moves interleaved with the local sweeps (e.g. `FlowMoves`); their
+      acceptance appears as extra move types, their state is checkpointed with every block.
 
     **Returns:**
 
@@ -349,6 +353,12 @@ def run_monte_carlo(
     n_prod_blocks = math.ceil(K / B)
     num_blocks = n_eq_blocks + n_prod_blocks
     move_names = _move_names(system)
+    num_local_types = len(move_names)
+    if extra_moves is not None:
+        if not isinstance(extra_moves, AbstractExtraMoves):
+            raise TypeError(f"`extra_moves` must be an AbstractExtraMoves; got {extra_moves!r}.")
+        move_names += list(extra_moves.names)
+    step = advance if extra_moves is None else extra_moves.advance
     num_types = len(move_names)
     drift_tol = cfg.drift_tolerance
     if drift_tol is None:
@@ -364,6 +374,7 @@ def run_monte_carlo(
             "num_particles": N,
             "key_data": key_data,
             "acceptance": type(acceptance).__name__,
+            "extra_moves": None if extra_moves is None else extra_moves.fingerprint(),
             "dtype": str(np.dtype(dtype)),
             "initial_positions": None
             if initial_positions is None
@@ -440,6 +451,8 @@ def run_monte_carlo(
             jnp.asarray(a["window_attempted"], jnp.int32),
             jnp.asarray(a["window_sweeps"], jnp.int32),
         )
+        if extra_moves is not None:
+            extra_moves.load_state({k[6:]: v for k, v in a.items() if k.startswith("extra.")})
         start_block = len(loaded)
     else:
         chain_key, init_key = jax.random.split(key)
@@ -456,9 +469,11 @@ def run_monte_carlo(
     def acceptance_text(acc, att):
         rates = [acc[:, k].sum() / max(att[:, k].sum(), 1) for k in range(num_types)]
         text = f"d={rates[0]:.2f}"
-        if num_types > 1:
-            swaps = acc[:, 1:].sum() / max(att[:, 1:].sum(), 1)
+        if num_local_types > 1:
+            swaps = acc[:, 1:num_local_types].sum() / max(att[:, 1:num_local_types].sum(), 1)
             text += f" s={swaps:.3f}"
+        for k in range(num_local_types, num_types):
+            text += f" {move_names[k][0]}={rates[k]:.3f}"
         return text
 
     with ProgressReporter(total_sweeps, enabled=progress) as bar:
@@ -479,7 +494,7 @@ def run_monte_carlo(
                 else:
                     temps, active, tune = np.full(S, T), np.ones(S, bool), False
                 t0 = time.perf_counter()
-                sampler, out = advance(
+                sampler, out = step(
                     energy,
                     acceptance,
                     sampler,
@@ -556,6 +571,8 @@ def run_monte_carlo(
                     prod_acc,
                     prod_att,
                 )
+                if extra_moves is not None:
+                    arrays.update({f"extra.{k}": v for k, v in extra_moves.state_arrays().items()})
                 header = {
                     "index": block,
                     "phase": phase,
@@ -629,6 +646,8 @@ def run_monte_carlo(
         "sweeps_per_second": (prod_timed_sweeps / prod_seconds) if prod_seconds > 0 else None,
         "precision": str(np.dtype(dtype)),
     }
+    if extra_moves is not None:
+        mc_meta["extra_moves"] = extra_moves.metadata()
     metadata = _jsonable(
         {
             "generator": {"name": "manifold_flows.run_monte_carlo", "version": __version__},

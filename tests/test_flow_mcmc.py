@@ -1,0 +1,313 @@
+"""Flow-augmented Monte Carlo: independent Metropolis-Hastings flow moves interleaved with the
+local sweeps. Detailed balance of the flow move, exact averages of the combined kernel on a
+system whose averages are known by quadrature (with a good and with a deliberately bad
+proposal), a check that the averages test catches a broken acceptance rule, species handling,
+proposal bookkeeping and resumption."""
+
+import warnings
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray, PyTree, Shaped
+
+import manifold_flows as mf
+from manifold_flows._mc import flow_moves as fm
+
+# ----------------------------------------------------------------------------- the test system
+# Two particles (one A, one B: swaps exchange their labels) of the IPL model in a 3 x 3 box at
+# T = 1. The relative position r = x_B - x_A (minimum image) is uniform on the box with weight
+# exp(-W(|r|)/T), whatever the centre of mass, so <U> and <U^2> are 2D integrals.
+L, T = 3.0, 1.0
+with warnings.catch_warnings():  # the box is shorter than twice the cutoff: minimum image
+    warnings.simplefilter("ignore")
+    SYSTEM = mf.make_system("ipl", num_particles=2, composition=[1, 1], box=L, temperature=T)
+SPECIES = np.asarray(SYSTEM.species)
+
+
+def exact_moments() -> tuple[float, float]:
+    """<U> and <U^2> by midpoint quadrature on a 1200 x 1200 grid of r (the integrand is smooth:
+    exp(-W/T) vanishes to all orders at r = 0)."""
+    m = 1200
+    g = (np.arange(m) + 0.5) / m * L - L / 2
+    rx, ry = np.meshgrid(g, g)
+    r = np.hypot(rx, ry)
+    sigma = 1.2  # sigma_AB
+    cut = 2.5 * sigma
+    with np.errstate(divide="ignore", over="ignore"):
+        w = np.where(r < cut, (sigma / r) ** 12 - (sigma / cut) ** 12, 0.0)
+    boltz = np.exp(-w / T)
+    z = boltz.sum()
+    return float((w * boltz).sum() / z), float((w**2 * boltz).sum() / z)
+
+
+def test_system_energy_is_the_pair_potential():
+    """The quadrature's potential is the system's (so the exact moments are the system's)."""
+    x = np.asarray([[0.2, 0.3], [1.5, 2.9]])
+    r = np.hypot(1.3, 3.0 - 2.6)  # minimum image along y
+    expected = (1.2 / r) ** 12 - (1.2 / 3.0) ** 12
+    got = float(SYSTEM.energy(jnp.asarray(x), jnp.asarray(SPECIES)))
+    assert got == pytest.approx(expected, rel=1e-10)
+
+
+class WrappedGaussianParticles(mf.AbstractLikelihood):
+    """Every coordinate of every particle independent, a Gaussian of width `scale` around
+    `centre` wrapped onto the box: exact sampling, exact log-density (image sum), invariant
+    under every permutation of particles. A narrow one is a deliberately bad proposal for the
+    test system (it puts both particles on top of each other)."""
+
+    space: mf.ParticleSpace
+    base: mf.UniformBase
+    centre: Float[Array, " d"]
+    scale: float = eqx.field(static=True)
+
+    def __init__(self, space: mf.ParticleSpace, centre, scale: float):
+        self.space = space
+        self.base = mf.UniformBase(space)
+        self.centre = jnp.asarray(centre)
+        self.scale = float(scale)
+
+    def sample_and_log_prob(
+        self, key: PRNGKeyArray, args: PyTree
+    ) -> tuple[Shaped[Array, "..."], Float[Array, ""]]:
+        z = jax.random.normal(key, self.space.point_shape, dtype=self.centre.dtype)
+        x = jnp.mod(self.centre[None, :] + self.scale * z, L)
+        return x, self.log_prob(x, args)
+
+    def log_prob(
+        self, x: Shaped[ArrayLike, "..."], args: PyTree, *, key: PRNGKeyArray | None = None
+    ) -> Float[Array, ""]:
+        x = jnp.mod(jnp.asarray(x), L)
+        images = jnp.arange(-6, 7, dtype=x.dtype) * L
+        u = (x - self.centre[None, :])[..., None] + images[None, None, :]
+        log_terms = -0.5 * (u / self.scale) ** 2 - 0.5 * jnp.log(2 * jnp.pi * self.scale**2)
+        return jnp.sum(jax.scipy.special.logsumexp(log_terms, axis=-1))
+
+
+SPACE = mf.ParticleSpace(mf.FlatTorus(L, dim=2), 2)
+GOOD = WrappedGaussianParticles(SPACE, [1.5, 1.5], 2.0)  # close to uniform: a fair proposal
+BAD = WrappedGaussianParticles(SPACE, [1.5, 1.5], 0.35)  # both particles near the centre
+
+
+def test_wrapped_gaussian_is_a_normalised_density():
+    grid = (np.arange(200) + 0.5) / 200 * L
+    gx, gy = np.meshgrid(grid, grid)
+    one = WrappedGaussianParticles(mf.ParticleSpace(mf.FlatTorus(L, dim=2), 1), [0.4, 2.9], 0.35)
+    pts = jnp.asarray(np.stack([gx.ravel(), gy.ravel()], -1)[:, None, :])
+    dens = np.exp(np.asarray(jax.vmap(lambda p: one.log_prob(p, None))(pts)))
+    assert dens.sum() * (L / 200) ** 2 == pytest.approx(1.0, abs=1e-6)
+
+
+# ----------------------------------------------------------------------------- detailed balance
+def _acceptance_probability(x, lq_x, y, lq_y, species_x):
+    """P(accept x -> y) of `flow_step`, integrated over its uniform draw on a fine grid."""
+    u = (jnp.arange(20000, dtype=jnp.float64) + 0.5) / 20000
+    energy = SYSTEM.energy
+    x, species_x = jnp.asarray(x), jnp.asarray(species_x)
+    state = mf.ChainState(x, species_x, energy(x, species_x), jax.random.key(0))
+    accepted = jax.vmap(
+        lambda ui: fm.flow_step(
+            energy,
+            state,
+            jnp.asarray(lq_x, jnp.float64),
+            jnp.asarray(y),
+            jnp.asarray(lq_y, jnp.float64),
+            jnp.asarray(SPECIES),
+            jnp.asarray(T, jnp.float64),
+            ui,
+        )[2]
+    )(u)
+    return float(jnp.mean(accepted))
+
+
+def test_flow_move_detailed_balance_on_a_finite_state_space():
+    """With proposals drawn from a finite set of configurations with probabilities q_i, the
+    flow move is a Markov chain on that set; pi_i P_ij must equal pi_j P_ji for
+    pi_i ∝ exp(-U_i / T) (the Boltzmann law restricted to the set)."""
+    rng = np.random.default_rng(0)
+    # pairs 1.1 to 1.5 apart: energies within a few T of each other, so every acceptance
+    # probability is resolved by the grid of uniforms
+    angle, dist = rng.uniform(0, 2 * np.pi, 5), rng.uniform(1.1, 1.5, 5)
+    first = rng.uniform(0, L, size=(5, 2))
+    second = np.mod(first + dist[:, None] * np.stack([np.cos(angle), np.sin(angle)], -1), L)
+    configs = np.stack([first, second], axis=1)
+    q = rng.dirichlet(np.ones(5))
+    u = np.asarray(jax.vmap(SYSTEM.energy, in_axes=(0, None))(jnp.asarray(configs), SPECIES))
+    pi = np.exp(-(u - u.min()) / T)
+    pi /= pi.sum()
+    P = np.zeros((5, 5))
+    for i in range(5):
+        for j in range(5):
+            if i != j:
+                lq_i, lq_j = np.log(q[i]), np.log(q[j])
+                P[i, j] = q[j] * _acceptance_probability(
+                    configs[i], lq_i, configs[j], lq_j, SPECIES
+                )
+    flux = pi[:, None] * P
+    np.testing.assert_allclose(flux, flux.T, rtol=2e-3, atol=1e-7)
+    assert np.count_nonzero(P > 0) == 20  # every move is possible
+
+
+def test_flow_move_ignores_the_order_of_labels():
+    """A chain state whose labels were permuted by swaps has the acceptance of its canonical
+    form (particles sorted by species)."""
+    x = np.asarray([[0.3, 0.4], [2.0, 1.1]])
+    y = np.asarray([[1.0, 2.0], [2.5, 0.3]])
+    lq = float(GOOD.log_prob(jnp.asarray(x), None))
+    a = _acceptance_probability(x, lq, y, -3.0, SPECIES)
+    # the same configuration with the particles listed in the other order
+    b = _acceptance_probability(x[::-1], lq, y, -3.0, SPECIES[::-1])
+    assert a == pytest.approx(b, abs=1e-12)
+    canon = fm.canonicalize(jnp.asarray(x[::-1]), jnp.asarray(SPECIES[::-1]))
+    np.testing.assert_array_equal(np.asarray(canon), x)
+
+
+# ----------------------------------------------------------------------------- exact averages
+EXACT_U, EXACT_U2 = exact_moments()
+CHAINS, SAMPLES = 32, 150
+
+
+def run_flow_chains(likelihood, *, seed=0, every=1, moves=2, **options):
+    """Flow-augmented chains on the test system; returns the result and the driver."""
+    moves_ = mf.FlowMoves(likelihood, SPECIES, every=every, moves=moves, seed=seed + 1)
+    settings = dict(
+        num_chains=CHAINS,
+        samples_per_chain=SAMPLES,
+        sweeps_between=2,
+        equilibration_sweeps=40,
+        samples_per_block=50,
+    )
+    settings.update(options)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", mf.MCDiagnosticWarning)
+        result = mf.run_monte_carlo(
+            SYSTEM, key=seed, progress=False, extra_moves=moves_, **settings
+        )
+    return result, moves_
+
+
+def deviation_in_errors(result) -> tuple[float, float]:
+    """(<U> - exact) and (<U^2> - exact) in standard errors, chains as independent units."""
+    u = result.sample_energies
+    out = []
+    for values, exact in ((u, EXACT_U), (u**2, EXACT_U2)):
+        means = values.mean(axis=1)
+        error = means.std(ddof=1) / np.sqrt(len(means))
+        out.append((means.mean() - exact) / error)
+    return out[0], out[1]
+
+
+@pytest.mark.parametrize("likelihood", [GOOD, BAD], ids=["fair", "bad"])
+def test_combined_kernel_gives_the_exact_averages(likelihood):
+    """Local sweeps (displacements, swaps) and flow moves together sample the Boltzmann law:
+    <U> and <U^2> within 4 standard errors of quadrature, with a fair proposal and with a bad
+    one (which is only accepted less often)."""
+    result, moves = run_flow_chains(likelihood)
+    du, du2 = deviation_in_errors(result)
+    assert abs(du) < 4 and abs(du2) < 4, (du, du2)
+    rate = result.acceptance["flow"]
+    assert rate is not None and 0 < rate < 1
+    assert moves.cursor == moves.proposals_needed(CHAINS, 40 + 2 * SAMPLES)
+
+
+def test_averages_test_catches_a_broken_acceptance_rule(monkeypatch):
+    """The test above has power: with the sign of log q flipped in the weights (accepting by
+    q(x') p(x') / (q(x) p(x)) instead of p(x') q(x) / (p(x) q(x'))), the bad proposal drags
+    the chains towards overlapping particles and <U> is off by far more than 4 errors."""
+    monkeypatch.setattr(fm, "flow_log_weight", lambda u, log_q, t: -u / t + log_q)
+    jax.clear_caches()
+    try:
+        result, _ = run_flow_chains(BAD)
+    finally:
+        monkeypatch.undo()
+        jax.clear_caches()
+    du, _ = deviation_in_errors(result)
+    assert du > 8, du
+
+
+# ----------------------------------------------------------------------------- species
+def test_equivariant_flow_is_invariant_under_permutations_within_a_species():
+    """The claim `canonicalize` rests on, checked for the library's flow: a continuous flow
+    with a torus EGNN field and a uniform base gives the same log q to a configuration and to
+    any permutation of its particles within a species (to solver round-off), but not across
+    species, so sorting by species is needed and enough."""
+    n, box = 4, 3.0
+    torus = mf.FlatTorus(box, dim=2)
+    space = mf.ParticleSpace(torus, n)
+    field = mf.TorusEGNN(torus, 2, width=8, depth=1, key=jax.random.key(3))
+    # a fresh network is nearly the zero field: scale its coordinate output up
+    field = eqx.tree_at(
+        lambda f: [layer.coord2 for layer in f.core.layers], field, replace_fn=lambda w: 300.0 * w
+    )
+    flow = mf.ContinuousFlow(
+        space, field, base=mf.UniformBase(space), divergence=mf.ExactDivergence(), num_steps=8
+    )
+    species = jnp.asarray([0, 0, 1, 1])
+    x = jax.random.uniform(jax.random.key(4), (n, 2), maxval=box, dtype=jnp.float64)
+    log_q = jax.jit(jax.vmap(lambda p: flow.log_prob(p, species)))
+    within = jnp.stack([x, x[jnp.asarray([1, 0, 2, 3])], x[jnp.asarray([1, 0, 3, 2])]])
+    across = x[jnp.asarray([2, 1, 0, 3])][None]
+    values = np.asarray(log_q(jnp.concatenate([within, across])))
+    assert abs(values[0] - (-n * np.log(box**2))) > 1e-2  # not the uniform density
+    np.testing.assert_allclose(values[1:3], values[0], rtol=0, atol=1e-9)
+    assert abs(values[3] - values[0]) > 1e-3
+
+
+# ----------------------------------------------------------------------------- bookkeeping
+def test_each_file_proposal_is_used_once_and_running_out_is_an_error():
+    x, lq = mf.sample(GOOD, jax.random.key(5), 40, None, chunk_size=None)
+    proposals = mf.ArrayProposals(np.asarray(x), np.asarray(lq), SPECIES, source="test")
+    moves = mf.FlowMoves(GOOD, SPECIES, proposals=proposals, every=2, moves=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", mf.MCDiagnosticWarning)
+        mf.run_monte_carlo(
+            SYSTEM,
+            key=0,
+            progress=False,
+            extra_moves=moves,
+            num_chains=4,
+            samples_per_chain=4,
+            sweeps_between=4,
+            equilibration_sweeps=0,
+        )
+    assert moves.cursor == 4 * (16 // 2) == 32  # each of 32 proposals read once
+    with pytest.raises(mf.ProposalsExhaustedError, match="used up"):
+        proposals.take(32, 16)
+
+
+def test_interrupted_flow_run_resumes_exactly(tmp_path):
+    """Flow-move state (log q of the chains, proposals used) is checkpointed with every block:
+    a run interrupted after a block and resumed gives exactly the uninterrupted samples."""
+
+    def run(on_block=None, resume=False, folder="ck"):
+        return run_flow_chains(
+            GOOD,
+            seed=3,
+            num_chains=4,
+            samples_per_chain=6,
+            samples_per_block=2,
+            equilibration_sweeps=4,
+            checkpoint_dir=tmp_path / folder,
+            resume=resume,
+            on_block=on_block,
+        )
+
+    class Stop(Exception):
+        pass
+
+    def stop_after_second(info):
+        if info.index == 2:
+            raise Stop
+
+    with pytest.raises(Stop):
+        run(on_block=stop_after_second)
+    resumed, moves = run(resume=True)
+    whole, moves_whole = run(folder="whole")
+    np.testing.assert_array_equal(resumed.dataset.positions, whole.dataset.positions)
+    np.testing.assert_array_equal(resumed.sample_energies, whole.sample_energies)
+    assert moves.cursor == moves_whole.cursor
+    meta = resumed.dataset.metadata["mc"]
+    assert meta["extra_moves"]["proposals_used"] == moves.cursor
+    assert meta["acceptance_production"]["flow"]["attempted"] > 0
