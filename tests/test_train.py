@@ -237,6 +237,126 @@ def test_interrupted_then_resumed_run_equals_uninterrupted(tmp_path):
         )
 
 
+# A run whose records average over several steps (log_every 4) with checkpoints between them
+# (checkpoint_every 3), started from an explicit key that is not the seed's.
+WINDOW_CONFIG = CONFIG.replace(epochs=2, checkpoint_every=3, log_every=4, seed=3)
+RUN_KEY = jax.random.key(77)
+
+
+class Killed(BaseException):
+    """Stands for kill -9: nothing in `fit` handles it, and nothing is written after it."""
+
+
+def metrics_records(run_dir):
+    """The metrics records of a run, without the one field that measures wall time."""
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    return [{k: v for k, v in json.loads(line).items() if k != "steps_per_s"} for line in lines]
+
+
+def fit_window_run(run_dir, **kwargs):
+    return mf.fit(
+        TinyField(jax.random.key(2)),
+        make_dataset(),
+        config=WINDOW_CONFIG,
+        run_dir=run_dir,
+        progress=False,
+        **kwargs,
+        **STRATEGIES,
+    )
+
+
+@pytest.fixture(scope="module")
+def window_run(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("window")
+    return fit_window_run(run_dir, key=RUN_KEY), metrics_records(run_dir)
+
+
+def kill_after_checkpoint(monkeypatch, at_step):
+    real = fit_module.save_train_checkpoint
+
+    def save_then_die(path, state, window):
+        real(path, state, window)
+        if int(state.step) == at_step:
+            raise Killed
+
+    monkeypatch.setattr(fit_module, "save_train_checkpoint", save_then_die)
+
+
+def kill_at_record(monkeypatch, at_step, *, written):
+    real = fit_module.MetricsLog.write
+
+    def write_or_die(self, record):
+        if record["step"] == at_step and not written:
+            raise Killed
+        real(self, record)
+        if record["step"] == at_step:
+            raise Killed
+
+    monkeypatch.setattr(fit_module.MetricsLog, "write", write_or_die)
+
+
+@pytest.mark.parametrize(
+    "kill",
+    [
+        # mid-window: the checkpoint of step 3 lies between the records of steps 0 and 4
+        pytest.param(lambda mp: kill_after_checkpoint(mp, 3), id="after-checkpoint-mid-window"),
+        # step 6 (an epoch end) has both a record and a checkpoint; kill between the two writes,
+        # whichever comes first, and right after both
+        pytest.param(lambda mp: kill_after_checkpoint(mp, 6), id="after-checkpoint-of-a-record"),
+        pytest.param(lambda mp: kill_at_record(mp, 6, written=False), id="before-record"),
+        pytest.param(lambda mp: kill_at_record(mp, 6, written=True), id="after-record"),
+    ],
+)
+def test_killed_then_resumed_run_writes_the_uninterrupted_records(
+    tmp_path, monkeypatch, window_run, kill
+):
+    straight, straight_records = window_run
+    seed_key = jax.random.key(WINDOW_CONFIG.seed)
+    assert not np.array_equal(jax.random.key_data(RUN_KEY), jax.random.key_data(seed_key))
+    kill(monkeypatch)
+    with pytest.raises(Killed):
+        fit_window_run(tmp_path, key=RUN_KEY)
+    monkeypatch.undo()
+    # resumed without a key: the run's own key is the one saved in the run directory
+    resumed = fit_window_run(tmp_path, resume=True)
+    assert int(resumed.state.step) == int(straight.state.step) == 12
+    assert trees_equal(resumed.state, straight.state)  # bitwise, with the explicit key
+    # the same records (averaged over the same steps), none lost and none twice
+    records = metrics_records(tmp_path)
+    assert [r["step"] for r in records] == [0, 4, 6, 8, 12]
+    assert records == straight_records
+
+
+def test_ema_of_the_weights_equals_its_closed_form():
+    """After k steps from s = 0 with the per-step decays d_s = min(ema_decay, (1+s)/(10+s)),
+    the EMA is sum_j c_j p_j over the raw weights p_0..p_k, with c_0 = prod_{s<k} d_s and
+    c_j = (1 - d_{j-1}) prod_{j<=s<k} d_s."""
+    data = make_dataset(num=12)
+    opt = mf.make_optimizer(CONFIG, 48)
+    state = mf.init_train_state(
+        TinyField(jax.random.key(5)), opt, key=jax.random.key(6), dtype=jnp.float32
+    )
+    x1 = jnp.asarray(data.positions, dtype=jnp.float32)
+    options = dict(optimizer=opt, ema_decay=CONFIG.ema_decay, group=None, **STRATEGIES)
+    base = mf.ParticleSpace(TORUS, N)
+    raw = [state.params]
+    for _ in range(4):
+        state, _ = mf.train_step(state, x1, jnp.asarray(SPECIES), base=base, **options)
+        raw.append(state.params)
+    k = len(raw) - 1
+    decay = [min(CONFIG.ema_decay, (1 + s) / (10 + s)) for s in range(k)]
+    coef = [math.prod(decay)] + [(1 - decay[j - 1]) * math.prod(decay[j:]) for j in range(1, k + 1)]
+    assert sum(coef) == pytest.approx(1.0)
+    leaves = [jax.tree.leaves(eqx.filter(p, eqx.is_inexact_array)) for p in raw]
+    ema = jax.tree.leaves(eqx.filter(state.ema_params, eqx.is_inexact_array))
+    for i, got in enumerate(ema):
+        expected = sum(c * np.asarray(p[i], np.float64) for c, p in zip(coef, leaves, strict=True))
+        scale = max(float(np.max(np.abs(expected))), 1e-3)
+        np.testing.assert_allclose(np.asarray(got, np.float64), expected, rtol=0, atol=1e-6 * scale)
+    # the weights moved, so the coefficients matter
+    assert not trees_equal(raw[0], raw[-1])
+
+
 def test_augmentation_moves_each_data_point_within_its_symmetry_orbit():
     species = jnp.asarray(SPECIES)
     x1 = jnp.asarray(make_dataset(num=8).positions)
@@ -351,6 +471,22 @@ def test_failed_checkpoint_write_keeps_the_previous_file(tmp_path, monkeypatch):
     assert path.read_bytes() == before
     assert list(tmp_path.iterdir()) == [path]  # no temporary file left behind
     assert trees_equal(load_checkpoint(path, good), good)
+
+
+def test_train_checkpoint_holds_the_state_then_the_metrics_window(tmp_path):
+    state = {"w": jnp.arange(4.0), "step": jnp.asarray(3)}
+    window = np.array([2.0, 0.75, 1.5])
+    path = checkpoint_module.save_train_checkpoint(tmp_path / "c.eqx", state, window)
+    got, got_window = checkpoint_module.load_train_checkpoint(path, state)
+    assert trees_equal(got, state) and np.array_equal(got_window, window)
+    assert trees_equal(load_checkpoint(path, state), state)  # what load_run reads
+    # a checkpoint that holds the state alone (an older run) has no window
+    save_checkpoint(path, state)
+    got, got_window = checkpoint_module.load_train_checkpoint(path, state)
+    assert trees_equal(got, state) and got_window is None
+    path.write_bytes(path.read_bytes()[:-5])
+    with pytest.raises(ValueError, match="cannot read checkpoint"):
+        checkpoint_module.load_train_checkpoint(path, state)
 
 
 # ------------------------------------------------------------------------------ bad input

@@ -18,10 +18,10 @@ from .._interpolant import AbstractInterpolant
 from .._io import Dataset
 from .._manifold import FlatTorus, ParticleSpace
 from .._parallel import AbstractParallelism, SingleDevice, is_main_process
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import load_train_checkpoint, save_train_checkpoint
 from .config import ModelConfig, TrainConfig
 from .loss import evaluate_loss
-from .progress import MetricsLog, Progress
+from .progress import MetricsLog, MetricsWindow, Progress
 from .run import (
     CHECKPOINT,
     CHECKPOINT_INFO,
@@ -332,8 +332,11 @@ def fit(
     schedule = learning_rate_schedule(config, total_steps)
     state = init_train_state(field, optimizer, key=train_key, dtype=dtype)
     last_ckpt_step = None
+    window = MetricsWindow()  # the steps since the last metrics record
     if saved_info is not None:
-        state = load_checkpoint(run_dir / CHECKPOINT, state)
+        state, saved_window = load_train_checkpoint(run_dir / CHECKPOINT, state)
+        if saved_window is not None:  # (a checkpoint of an older version holds no window)
+            window = MetricsWindow.from_array(saved_window)
         last_ckpt_step = int(state.step)
     state = par.replicate(state)
     # In a multi-process run every process trains; process 0 alone writes the run directory.
@@ -363,13 +366,13 @@ def fit(
             par.to_local(params), interpolant, x0, x1, t, species, z, batch_size=config.batch_size
         )
 
-    def checkpoint(st: TrainState, val_loss) -> None:
+    def checkpoint(st: TrainState, val_loss, win: MetricsWindow) -> None:
         nonlocal last_ckpt_step
         if not writes:
             last_ckpt_step = int(st.step)
             return
         step_now = int(st.step)
-        save_checkpoint(run_dir / CHECKPOINT, st)
+        save_train_checkpoint(run_dir / CHECKPOINT, st, win.as_array())
         write_json(
             run_dir / CHECKPOINT_INFO,
             {
@@ -393,7 +396,9 @@ def fit(
         history.append(record)
 
     bar = Progress(total_steps, start, progress)
-    window_loss, window_gn, window_start = [], [], time.perf_counter()
+    # steps timed since the last record in this call (the window may hold steps of the run
+    # this one resumes, whose time is not known)
+    timed_steps, window_start = 0, time.perf_counter()
     perm_epoch, perm = None, None
     try:
         for step in range(start, total_steps):
@@ -435,46 +440,50 @@ def fit(
                     loss=loss,
                     checkpoint_step=last_ckpt_step,
                 )
-            state = new_state
+            # one statement: an interrupt never separates the state from its window
+            state, window = new_state, window.add(loss, grad_norm)
             done = step + 1
-            window_loss.append(loss)
-            window_gn.append(grad_norm)
+            timed_steps += 1
             epoch_end = done % steps_per_epoch == 0
+            due = epoch_end or (config.checkpoint_every and done % config.checkpoint_every == 0)
             if done % config.log_every == 0 or epoch_end or done == total_steps:
                 elapsed = time.perf_counter() - window_start
+                mean_loss, mean_gn = window.means()
                 record = {
                     "step": done,
                     "epoch": -(-done // steps_per_epoch),
-                    "loss": float(np.mean(window_loss)),
-                    "grad_norm": float(np.mean(window_gn)),
+                    "loss": mean_loss,
+                    "grad_norm": mean_gn,
                     "lr": float(schedule(step)),
-                    "steps_per_s": len(window_loss) / elapsed if elapsed > 0 else None,
+                    "steps_per_s": timed_steps / elapsed if elapsed > 0 else None,
                 }
                 if epoch_end:
                     last_val = validate(state.ema_params)
                     record["val_loss"] = last_val
                     record["val_loss_raw"] = validate(state.params)
-                if epoch_end or (config.checkpoint_every and done % config.checkpoint_every == 0):
-                    checkpoint(state, last_val)
+                # The record goes to the log before the checkpoint of its step: a run killed
+                # in between resumes from the previous checkpoint, drops the records past it
+                # and writes this one again (never lost, never twice).
                 metrics.write(record)
                 history.append(record)
+                window, timed_steps, window_start = MetricsWindow(), 0, time.perf_counter()
+                if due:
+                    checkpoint(state, last_val, window)
                 bar.update(
                     done, loss=record["loss"], val_loss=last_val, speed=record["steps_per_s"]
                 )
-                window_loss, window_gn = [], []
-                window_start = time.perf_counter()
                 if callback is not None:
                     callback(record)
-            elif config.checkpoint_every and done % config.checkpoint_every == 0:
-                checkpoint(state, last_val)
+            elif due:
+                checkpoint(state, last_val, window)
     except KeyboardInterrupt:
         if run_dir is not None and int(state.step) != last_ckpt_step:
-            checkpoint(state, last_val)
+            checkpoint(state, last_val, window)
         raise
     finally:
         bar.close()
     if run_dir is not None and int(state.step) != last_ckpt_step:
-        checkpoint(state, last_val)
+        checkpoint(state, last_val, window)
     if val_pairs is not None and (not history or history[-1].get("val_loss") is None):
         last_val = validate(state.ema_params)
     state = par.to_local(state)

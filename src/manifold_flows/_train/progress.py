@@ -1,11 +1,14 @@
 """Metrics log (JSON lines) and the progress bar of a training run."""
 
 import contextlib
+import dataclasses
 import json
 import math
 import os
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 
 def _clean(value):
@@ -42,6 +45,40 @@ class MetricsLog:
         line = json.dumps({k: _clean(v) for k, v in record.items()})
         with open(self.path, "a") as fh:
             fh.write(line + "\n")
+
+
+@dataclasses.dataclass(frozen=True)
+class MetricsWindow:
+    """The steps since the last metrics record: their number and the sums of their losses and
+    gradient norms (float64), whose means the next record reports.
+
+    It travels with every checkpoint (`as_array` / `from_array`), so a run resumed from a
+    checkpoint taken between two records averages over the same steps as the uninterrupted
+    run and writes the same records."""
+
+    num_steps: int = 0
+    loss_sum: float = 0.0
+    grad_norm_sum: float = 0.0
+
+    def add(self, loss: float, grad_norm: float) -> "MetricsWindow":
+        return MetricsWindow(
+            self.num_steps + 1, self.loss_sum + float(loss), self.grad_norm_sum + float(grad_norm)
+        )
+
+    def means(self) -> tuple[float, float]:
+        """`(mean loss, mean gradient norm)` over the window (NaN for an empty window)."""
+        if self.num_steps == 0:
+            return math.nan, math.nan
+        return self.loss_sum / self.num_steps, self.grad_norm_sum / self.num_steps
+
+    def as_array(self) -> np.ndarray:
+        """`[num_steps, loss_sum, grad_norm_sum]` as float64 (exact for the step count)."""
+        return np.array([self.num_steps, self.loss_sum, self.grad_norm_sum], dtype=np.float64)
+
+    @classmethod
+    def from_array(cls, values: np.ndarray) -> "MetricsWindow":
+        count, loss_sum, grad_norm_sum = (float(v) for v in np.asarray(values).reshape(3))
+        return cls(int(count), loss_sum, grad_norm_sum)
 
 
 class Progress:

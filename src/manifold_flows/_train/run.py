@@ -7,10 +7,11 @@ Layout of a run directory (all files written atomically):
   species vector and names, system name, temperature, the `TrainConfig`, the interpolant and
   coupling, and a fingerprint of the training data.
 - `checkpoint.eqx`: the latest `TrainState` (`eqx.tree_serialise_leaves`): raw and EMA
-  weights, optimiser state, step, PRNG key.
+  weights, optimiser state, step, PRNG key; followed by the metrics window (the steps since
+  the last metrics record), so a resumed run writes the records of an uninterrupted one.
 - `checkpoint.json`: step, epoch and validation loss of that checkpoint.
 - `metrics.jsonl`: one JSON object per logged step (step, epoch, loss, val_loss, lr,
-  grad_norm, steps_per_s).
+  grad_norm, steps_per_s). A record is written before the checkpoint of its step.
 - written by `mflows train` only: `config.toml` (the resolved configuration; rerun it with
   `mflows train --config`), `manifest.json` (versions, seeds, data checksum, device,
   precision).
