@@ -1,7 +1,9 @@
 """Observables: g_ab(r), specific heat, energy per particle, energy histograms, high energies."""
 
 import math
+import warnings
 
+import jax
 import numpy as np
 import pytest
 
@@ -111,13 +113,14 @@ def test_weighted_g_and_chunking():
         alone.pair(0, 1, reweighted=True)
 
 
-def test_chunks_with_padding_give_the_same_answer(monkeypatch):
+def test_chunks_give_the_same_answer(monkeypatch):
     box = np.array([5.0, 5.0])
     positions, species = ideal_gas(4, 10, (3, 4), box)
     log_w = np.random.default_rng(0).normal(size=10)
     whole = mf.radial_distribution(positions, species, box, num_bins=10, log_weights=log_w)
-    # 21 pairs per configuration: 3 configurations per chunk, the last chunk padded.
-    monkeypatch.setattr(rdf_module, "_PAIRS_PER_CHUNK", 3 * 21)
+    # 21 pairs and 3 x 10 count slots per configuration: 3 configurations per chunk, the last
+    # chunk shorter.
+    monkeypatch.setattr(rdf_module, "_PAIRS_PER_CHUNK", 3 * 30)
     parts = mf.radial_distribution(positions, species, box, num_bins=10, log_weights=log_w)
     np.testing.assert_allclose(parts.g, whole.g, rtol=1e-12)
     np.testing.assert_allclose(parts.g_reweighted, whole.g_reweighted, rtol=1e-12)
@@ -220,3 +223,24 @@ def test_float32_positions_match_float64():
     g32 = mf.radial_distribution(positions.astype(np.float32), species, box, num_bins=10)
     rtol, _ = tolerance(np.float32)
     np.testing.assert_allclose(g32.g, g64.g, rtol=10 * rtol)
+
+
+def test_g_is_computed_in_float64_whatever_the_input_dtype_or_jax_mode():
+    """The library picks the precision of g(r): float32 coordinates (exact in float64) give
+    the same bits as their float64 copy, and 32-bit JAX (the default outside this suite)
+    neither truncates float64 input nor warns."""
+    box = np.array([5.0, 4.0])
+    positions, species = ideal_gas(5, 20, (3, 4), box)
+    log_w = np.random.default_rng(1).normal(size=20)
+    single = positions.astype(np.float32)
+    options = dict(num_bins=10, log_weights=log_w)
+    g32 = mf.radial_distribution(single, species, box, **options)
+    g64 = mf.radial_distribution(single.astype(np.float64), species, box, **options)
+    np.testing.assert_array_equal(g32.g, g64.g)
+    np.testing.assert_array_equal(g32.g_reweighted, g64.g_reweighted)
+    reference = mf.radial_distribution(positions, species, box, **options)
+    with jax.enable_x64(False), warnings.catch_warnings():
+        warnings.simplefilter("error")
+        narrow = mf.radial_distribution(positions, species, box, **options)
+    np.testing.assert_array_equal(narrow.g, reference.g)
+    np.testing.assert_array_equal(narrow.g_reweighted, reference.g_reweighted)

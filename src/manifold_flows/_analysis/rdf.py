@@ -1,21 +1,19 @@
 """Partial radial distribution functions g_ab(r) in a periodic box (any dimension)."""
 
 import dataclasses
-import functools
 import math
 from typing import Literal
 
-import jax
-import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, ArrayLike, Float, Int, Real
+from jaxtyping import ArrayLike, Float, Int, Real
 
 from ._weights import log_weights_of, normalized_weights, require_some_weight
 from .reweight import LogWeights
 
 Normalization = Literal["ideal_gas", "number_density"]
 _NORMALIZATIONS = ("ideal_gas", "number_density")
-#: Pair distances handled per jitted call: bounds memory (~ a few tens of MB) whatever R and n.
+#: Pair distances (or count-table entries) handled at once: bounds memory (~ a hundred MB)
+#: whatever R, n and the number of bins.
 _PAIRS_PER_CHUNK = 1 << 21
 
 
@@ -64,46 +62,33 @@ def ball_volume(radius: Real[ArrayLike, "..."], dim: int) -> np.ndarray:
     return coef * np.asarray(radius, dtype=np.float64) ** dim
 
 
-@functools.partial(jax.jit, static_argnames=("num_bins", "num_pair_types"))
-def _histograms(
-    positions: Float[Array, "c n d"],
-    weights: Float[Array, "2 c"],
-    box: Float[Array, " d"],
-    first: Int[Array, " p"],
-    second: Int[Array, " p"],
-    pair_type: Int[Array, " p"],
-    r_max: Float[Array, ""],
-    *,
+def _pair_counts(
+    positions: Float[np.ndarray, "c n d"],
+    box: Float[np.ndarray, " d"],
+    first: Int[np.ndarray, " p"],
+    second: Int[np.ndarray, " p"],
+    pair_type: Int[np.ndarray, " p"],
+    r_max: float,
     num_bins: int,
     num_pair_types: int,
-) -> Float[Array, "2 t k"]:
-    """Weighted pair counts per (pair type, bin), summed over the configurations of a chunk
-    for two weightings at once (row 0: raw, row 1: importance weights)."""
+) -> Int[np.ndarray, "c slots"]:
+    """Pair counts of each configuration, exact integers; column `type * num_bins + bin`
+    counts the pairs of type `type` whose distance falls in bin `bin` of `[0, r_max)`.
 
-    def one(x):
-        delta = x[second] - x[first]
-        lengths = box[None, :]
-        delta = delta - lengths * jnp.round(delta / lengths)  # minimum image, rectangular box
-        dist = jnp.sqrt(jnp.sum(delta * delta, axis=-1))
-        dr = r_max / num_bins
-        bins = jnp.floor(dist / dr).astype(jnp.int32)
-        inside = dist < r_max
-        # Distances beyond r_max go to a slot past the end, which `mode="drop"` discards
-        # (a negative slot would not do: JAX wraps negative indices like numpy).
-        slot = jnp.where(
-            inside,
-            pair_type * num_bins + jnp.minimum(bins, num_bins - 1),
-            num_pair_types * num_bins,
-        )
-        return (
-            jnp.zeros(num_pair_types * num_bins, x.dtype)
-            .at[slot]
-            .add(jnp.ones_like(dist), mode="drop")
-        )
-
-    per_config = jax.vmap(one)(positions)  # (c, t * k)
-    summed = weights @ per_config
-    return summed.reshape(2, num_pair_types, num_bins)
+    The minimum-image distances are taken in float64 whatever the dtype of the input (float32
+    coordinates are exact in float64), so the counts do not depend on the caller's precision
+    or backend."""
+    x = positions.astype(np.float64)
+    delta = x[:, second] - x[:, first]
+    delta -= box * np.round(delta / box)  # minimum image, rectangular box
+    dist = np.sqrt(np.einsum("cpd,cpd->cp", delta, delta))
+    inside = dist < r_max
+    bins = np.minimum(np.floor(dist[inside] / (r_max / num_bins)).astype(np.int64), num_bins - 1)
+    config = np.nonzero(inside)[0]
+    slot = (config * num_pair_types + np.broadcast_to(pair_type, dist.shape)[inside]) * num_bins
+    size = num_pair_types * num_bins
+    counts = np.bincount(slot + bins, minlength=x.shape[0] * size)
+    return counts.reshape(x.shape[0], size)
 
 
 def radial_distribution(
@@ -137,8 +122,9 @@ def radial_distribution(
 
     Raw `g` counts every configuration once; with `log_weights`, `g_reweighted` averages the
     per-configuration histograms with the self-normalised importance weights (weight 0 for
-    non-finite log weights). The work is a jitted, vmapped JAX kernel over chunks of
-    configurations (at most ~2 million pair distances per chunk).
+    non-finite log weights). The work runs on the host in NumPy, in float64 whatever the dtype
+    of `positions` or JAX's precision mode: distances in float64, pair counts as integers,
+    their weighted sums in float64 (over chunks of at most ~2 million pair distances).
 
     **Arguments:**
 
@@ -221,30 +207,17 @@ def radial_distribution(
         rows[1] = normalized_weights(log_w)
     rows[0] /= num
 
-    dtype = pos.dtype
-    chunk = max(1, min(num, _PAIRS_PER_CHUNK // max(first.shape[0], 1)))
-    total_counts = np.zeros((2, len(pairs), num_bins))
-    args = dict(
-        box=jnp.asarray(lengths, dtype=dtype),
-        first=jnp.asarray(first, dtype=jnp.int32),
-        second=jnp.asarray(second, dtype=jnp.int32),
-        pair_type=jnp.asarray(ptype),
-        r_max=jnp.asarray(r_max, dtype=dtype),
-    )
+    # bounded by the pair distances and by the per-configuration count table of a chunk
+    per_config = max(first.shape[0], len(pairs) * num_bins)
+    chunk = max(1, min(num, _PAIRS_PER_CHUNK // per_config))
+    total_counts = np.zeros((2, len(pairs) * num_bins))
     for start in range(0, num, chunk):
         stop = min(start + chunk, num)
-        block = np.zeros((chunk, n, dim), dtype=dtype)  # padded to one shape: one compilation
-        block[: stop - start] = pos[start:stop]
-        wblock = np.zeros((2, chunk), dtype=dtype)
-        wblock[:, : stop - start] = rows[:, start:stop]
-        out = _histograms(
-            jnp.asarray(block),
-            jnp.asarray(wblock),
-            **args,
-            num_bins=num_bins,
-            num_pair_types=len(pairs),
+        counts_c = _pair_counts(
+            pos[start:stop], lengths, first, second, ptype, r_max, num_bins, len(pairs)
         )
-        total_counts += np.asarray(out, dtype=np.float64)
+        total_counts += rows[:, start:stop] @ counts_c
+    total_counts = total_counts.reshape(2, len(pairs), num_bins)
 
     edges = np.linspace(0.0, r_max, num_bins + 1)
     shell = np.diff(ball_volume(edges, dim))
