@@ -284,5 +284,12 @@ def test_structural_errors(torus2, field2):
 
 
 def test_out_of_range_species_fails_under_jit(field2):
+    bad = jnp.array([0, 1, 0, 1, 1, 0, 2])
+    # Under `eqx.filter_jit` (the library's entry points) the message reaches the user on
+    # every backend.
     with pytest.raises(Exception, match="species labels"):
-        jax.jit(lambda x: field2(0.5, x, jnp.array([0, 1, 0, 1, 1, 0, 2])))(jnp.zeros((7, 2)))
+        eqx.filter_jit(lambda x: field2(0.5, x, bad))(jnp.zeros((7, 2)))
+    # Under plain `jax.jit` the run still fails; how XLA frames the message differs between
+    # backends (on a GPU it did not carry it), so only the failure is asserted here.
+    with pytest.raises(Exception):  # noqa: B017
+        jax.block_until_ready(jax.jit(lambda x: field2(0.5, x, bad))(jnp.zeros((7, 2))))

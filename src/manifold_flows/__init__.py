@@ -29,6 +29,12 @@ from ._backend import (
     BatchingDefaults as BatchingDefaults,
     batching_defaults as batching_defaults,
 )
+from ._backend import (
+    ACCELERATOR_DEFAULTS as ACCELERATOR_DEFAULTS,
+    CPU_DEFAULTS as CPU_DEFAULTS,
+    BatchingDefaults as BatchingDefaults,
+    batching_defaults as batching_defaults,
+)
 from ._coupling import (
     COUPLING_NAMES as COUPLING_NAMES,
     AbstractCoupling as AbstractCoupling,

@@ -30,6 +30,8 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
+from .._backend import batching_defaults
+
 
 def _xavier_uniform(key: PRNGKeyArray, shape: tuple[int, int], gain: float, dtype) -> Array:
     fan_out, fan_in = shape
@@ -44,24 +46,21 @@ def _safe_sqrt(r: Array) -> Array:
     return jnp.where(positive, jnp.sqrt(jnp.where(positive, r, 1)), 0)
 
 
-#: Edge tensors of more elements than this (`n * n * H`, per configuration) are computed in
-#: blocks of receiver rows, `(block, n, H)` at a time (see `receiver_block`).
-EDGE_BLOCK_ELEMENTS = 2**20
-
-
 def receiver_block(n: int, width: int) -> int | None:
     """Rows of receivers per block for an `n`-particle graph of hidden width `width`, or
     `None` to compute every edge at once.
 
     Small graphs (the paper's N = 44: `44 * 44 * 32` = 62k elements per edge tensor) are
-    computed whole, which is fastest. Above `EDGE_BLOCK_ELEMENTS` the rows are blocked so that
-    each edge tensor of a block holds at most that many elements (4 MB in float32): at
-    N = 1024, width 32 this is 32 rows, and the exact divergence (vmapped tangents through
-    every intermediate) fits in memory; see `benchmarks/README.md`.
+    computed whole, which is fastest. Above the backend's `edge_block_elements`
+    (`batching_defaults()`) the rows are blocked so that each edge tensor of a block holds at
+    most that many elements. On a CPU that is 2^20 (4 MB in float32): at N = 1024, width 32
+    this is 32 rows, and the exact divergence (vmapped tangents through every intermediate)
+    fits in memory; see `benchmarks/README.md`. An accelerator takes 2^24 (512 rows there).
     """
-    if n * n * width <= EDGE_BLOCK_ELEMENTS:
+    limit = batching_defaults().edge_block_elements
+    if n * n * width <= limit:
         return None
-    return max(1, EDGE_BLOCK_ELEMENTS // (n * width))
+    return max(1, limit // (n * width))
 
 
 def _row(v: Array, ndim: int) -> Array:

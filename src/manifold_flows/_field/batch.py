@@ -4,11 +4,13 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PyTree, Shaped
 
+from .._backend import AUTO, CPU_DEFAULTS, batching_defaults
 from .base import AbstractVectorField
 
-#: Default number of configurations evaluated together (measured on a 2-core CPU at the paper's
-#: size, N = 44, width 32: 8 is near the optimum for the forward and the training step).
-DEFAULT_CHUNK_SIZE = 8
+#: Number of configurations evaluated together on a CPU (measured on 2 cores at the paper's
+#: size, N = 44, width 32: 8 is near the optimum for the forward and the training step). An
+#: accelerator evaluates a whole batch at once (`batching_defaults`).
+DEFAULT_CHUNK_SIZE = CPU_DEFAULTS.field_chunk
 
 
 def evaluate_batch(
@@ -18,7 +20,7 @@ def evaluate_batch(
     args: PyTree = None,
     *,
     args_axis: int | None = None,
-    chunk_size: int | None = DEFAULT_CHUNK_SIZE,
+    chunk_size: int | str | None = AUTO,
 ) -> Shaped[Array, "batch ..."]:
     """Evaluate `field(t[b], x[b], args)` for every `b` of a batch; differentiable.
 
@@ -29,7 +31,7 @@ def evaluate_batch(
     written to and read back from memory. On a 2-core CPU at the paper's size (N = 44,
     batch 256) a training step through it takes 2-2.5x less CPU time than through one plain
     `vmap`, and a forward pass about 1.7x less; see `benchmarks/README.md`. On an
-    accelerator a plain `vmap` (`chunk_size=None`) may be better.
+    accelerator the default is one plain `vmap` over the batch.
 
     **Arguments:**
 
@@ -39,9 +41,11 @@ def evaluate_batch(
     - `args`: the field's extra data, shared by the whole batch (`args_axis=None`, e.g. one
       species vector of shape `(n,)`) or batched along axis 0 (`args_axis=0`, e.g. `(batch, n)`).
     - `args_axis`: `None` (shared) or `0` (batched), as in `jax.vmap`'s `in_axes`.
-    - `chunk_size`: points per chunk; `None` evaluates the whole batch with one `vmap`. A
-      batch that is not a multiple of it is padded (with copies of its first point) and the
-      padding is dropped from the result.
+    - `chunk_size`: points per chunk; `None` evaluates the whole batch with one `vmap`;
+      `"auto"` (default) takes the backend's `batching_defaults().field_chunk`
+      (`DEFAULT_CHUNK_SIZE` = 8 on a CPU, `None` on an accelerator). A batch that is not a
+      multiple of it is padded (with copies of its first point) and the padding is dropped
+      from the result.
 
     **Returns:**
 
@@ -54,9 +58,14 @@ def evaluate_batch(
             f"evaluate_batch: args_axis must be None (args shared by the batch) or 0 (args "
             f"batched along axis 0); got {args_axis!r}."
         )
-    if chunk_size is not None and (isinstance(chunk_size, bool) or int(chunk_size) < 1):
+    if chunk_size == AUTO:
+        chunk_size = batching_defaults().field_chunk
+    if chunk_size is not None and (
+        isinstance(chunk_size, bool | str) or int(chunk_size) != chunk_size or chunk_size < 1
+    ):
         raise ValueError(
-            f"evaluate_batch: chunk_size must be a positive integer or None; got {chunk_size!r}."
+            f"evaluate_batch: chunk_size must be a positive integer, None or 'auto'; got "
+            f"{chunk_size!r}."
         )
     batch = x.shape[0]
     t = jnp.asarray(t, dtype=x.dtype)

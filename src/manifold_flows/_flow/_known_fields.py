@@ -4,6 +4,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float, PyTree, Shaped
 
 from .._field import AbstractVectorField
+from .._precision import EXACT
 
 
 class ConstantField(AbstractVectorField):
@@ -37,7 +38,7 @@ class LinearField(AbstractVectorField):
     ) -> Shaped[Array, "..."]:
         flat = x.reshape(-1)
         matrix = self.a.astype(x.dtype) + jnp.asarray(t, x.dtype) * self.b.astype(x.dtype)
-        return (matrix @ flat).reshape(x.shape)
+        return jnp.matmul(matrix, flat, precision=EXACT).reshape(x.shape)
 
     def divergence_integral(self) -> Float[Array, ""]:
         """`int_0^1 div v dt = tr A + tr B / 2`."""
@@ -59,5 +60,7 @@ class SphereField(AbstractVectorField):
     def __call__(
         self, t: Float[Array, ""] | float, x: Float[Array, " m"], args: PyTree
     ) -> Float[Array, " m"]:
-        w = self.a.astype(x.dtype) + jnp.asarray(t, x.dtype) * (self.m.astype(x.dtype) @ x)
+        w = self.a.astype(x.dtype) + jnp.asarray(t, x.dtype) * jnp.matmul(
+            self.m.astype(x.dtype), x, precision=EXACT
+        )
         return w - jnp.sum(w * x) / jnp.sum(x * x) * x

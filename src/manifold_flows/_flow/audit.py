@@ -20,6 +20,7 @@ from jaxtyping import Array, PRNGKeyArray, PyTree
 
 from .._group import AbstractGroupAction
 from .._manifold import Euclidean, FlatTorus, ParticleSpace, Sphere
+from .._precision import EXACT
 from ._base_dist import GaussianBase, UniformBase
 from ._divergence import (
     AbstractStochasticDivergence,
@@ -219,7 +220,7 @@ def _trace_materialised(flow: ContinuousFlow, t, x, args) -> tuple[Array, Array]
         z = flow.space.project(x)
         basis = jnp.eye(size, dtype=x.dtype).reshape(size, *x.shape)
         proj = jax.vmap(lambda e: flow.space.project_tangent(z, e).reshape(-1))(basis)
-        jac = proj.T @ jac
+        jac = jnp.matmul(proj.T, jac, precision=EXACT)
     return jnp.trace(jac), jnp.max(jnp.abs(jac))
 
 
@@ -305,7 +306,8 @@ def _reverse_with_jacobian(flow: ContinuousFlow, x1):
         sol = flow.reverse(x, None)
         jac = jax.jacfwd(inverse_map)(x)
         # q(x1) = p0(x0) |det D(Phi^-1)(x1)| in orthonormal frames at x1 and x0.
-        log_det = jnp.linalg.slogdet(frame(sol.x0).T @ jac @ frame(x))[1]
+        frames = jnp.matmul(frame(sol.x0).T, jac, precision=EXACT)
+        log_det = jnp.linalg.slogdet(jnp.matmul(frames, frame(x), precision=EXACT))[1]
         return sol.log_q, sol.log_p0 + log_det
 
     return jax.vmap(one)(x1)

@@ -5,14 +5,23 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray, PyTree, Shaped
 
+from .._backend import AUTO, batching_defaults
 from .base import AbstractLikelihood
 from .continuous import ContinuousFlow
 from .solution import FlowStats
 
 
-def _check_chunk(chunk_size: int | None) -> None:
-    if chunk_size is not None and (int(chunk_size) != chunk_size or chunk_size < 1):
-        raise ValueError(f"chunk_size must be a positive integer or None; got {chunk_size!r}.")
+def _check_chunk(chunk_size: int | str | None) -> int | None:
+    """The chunk size to use: `"auto"` resolved for the backend, anything else validated."""
+    if chunk_size == AUTO:
+        return batching_defaults().sample_chunk
+    if chunk_size is not None and (
+        isinstance(chunk_size, bool | str) or int(chunk_size) != chunk_size or chunk_size < 1
+    ):
+        raise ValueError(
+            f"chunk_size must be a positive integer, None or 'auto'; got {chunk_size!r}."
+        )
+    return chunk_size
 
 
 def _map(fn, xs, chunk_size: int | None, total: int):
@@ -32,7 +41,7 @@ def sample(
     num_samples: int,
     args: PyTree,
     *,
-    chunk_size: int | None = 1,
+    chunk_size: int | str | None = AUTO,
     return_stats: bool = False,
 ) -> (
     tuple[Shaped[Array, "r ..."], Float[Array, " r"]]
@@ -48,9 +57,10 @@ def sample(
     - `args`: extra data shared by every sample (the species vector).
     - `chunk_size`: samples vmapped together; chunks run one after another (`jax.lax.map`)
       so memory stays bounded (`None`: all at once). Changing it changes no result. The
-      default 1 suits CPUs: the exact divergence already batches `chunk` JVPs, and vmapped
-      adaptive solves run in lock-step (every sample of a chunk takes the chunk's largest
-      number of steps). On a GPU a larger chunk pays off.
+      default `"auto"` is the backend's `batching_defaults().sample_chunk`: 1 on a CPU,
+      where the exact divergence already batches its JVPs and vmapped adaptive solves run in
+      lock-step (every sample of a chunk takes the chunk's largest number of steps); 64 on
+      an accelerator, which needs the batch to be busy.
     - `return_stats`: also return the per-sample `FlowStats` (a `ContinuousFlow` only).
 
     **Returns:**
@@ -59,7 +69,7 @@ def sample(
     """
     if int(num_samples) != num_samples or num_samples < 1:
         raise ValueError(f"num_samples must be a positive integer; got {num_samples!r}.")
-    _check_chunk(chunk_size)
+    chunk_size = _check_chunk(chunk_size)
     if return_stats and not isinstance(flow, ContinuousFlow):
         raise TypeError(
             f"return_stats=True needs a ContinuousFlow (solver statistics); got "
@@ -88,7 +98,7 @@ def log_prob_batch(
     args: PyTree,
     *,
     key: PRNGKeyArray | None = None,
-    chunk_size: int | None = 1,
+    chunk_size: int | str | None = AUTO,
 ) -> Float[Array, " r"]:
     """Log-densities of a batch of points (the reverse pass of a flow, vmapped in chunks).
 
@@ -98,14 +108,15 @@ def log_prob_batch(
     - `x`: points stacked along a leading axis, `(R, *point_shape)`.
     - `args`: extra data shared by every point (the species vector).
     - `key`: a PRNG key, split per point; needed only by stochastic divergence estimators.
-    - `chunk_size`: points vmapped together (`None`: all at once; default 1, see `sample`).
+    - `chunk_size`: points vmapped together (`None`: all at once; default `"auto"`, see
+      `sample`).
       Changing it changes no result.
 
     **Returns:**
 
     `log q(x_r)` for every point, shape `(R,)`.
     """
-    _check_chunk(chunk_size)
+    chunk_size = _check_chunk(chunk_size)
     x = jnp.asarray(x)
     point_shape = tuple(flow.space.point_shape)
     if x.ndim != len(point_shape) + 1 or x.shape[1:] != point_shape:

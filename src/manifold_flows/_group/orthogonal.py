@@ -5,6 +5,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
+from .._precision import EXACT
 from ._checks import check_configuration, check_dim
 from .base import AbstractGroupAction
 
@@ -34,20 +35,20 @@ class OrthogonalGroup(AbstractGroupAction):
         return jnp.eye(self.dim, dtype=jnp.result_type(float))
 
     def compose(self, g: Float[Array, "d d"], h: Float[Array, "d d"]) -> Float[Array, "d d"]:
-        return g @ h
+        return jnp.matmul(g, h, precision=EXACT)
 
     def inverse(self, g: Float[Array, "d d"]) -> Float[Array, "d d"]:
         return g.T
 
     def act(self, g: Float[Array, "d d"], x: Float[Array, "n dim"]) -> Float[Array, "n dim"]:
         check_configuration(x, self.dim, "OrthogonalGroup.act")
-        return x @ g.astype(x.dtype).T
+        return jnp.matmul(x, g.astype(x.dtype).T, precision=EXACT)
 
     def act_tangent(
         self, g: Float[Array, "d d"], x: Float[Array, "n dim"], v: Float[Array, "n dim"]
     ) -> Float[Array, "n dim"]:
         check_configuration(v, self.dim, "OrthogonalGroup.act_tangent")
-        return v @ g.astype(v.dtype).T
+        return jnp.matmul(v, g.astype(v.dtype).T, precision=EXACT)
 
     def random_element(self, key: PRNGKeyArray) -> Float[Array, "d d"]:
         a = jax.random.normal(key, (self.dim, self.dim))

@@ -34,7 +34,7 @@ from .._train.from_config import train_from_config
 from .._train.run import CHECKPOINT
 from . import plots as plot_figures
 from .evaluate import REPORT, SUMMARY, evaluate_runs
-from .sample import BATCHING, _check_int, sample_paths, sample_to_file
+from .sample import _check_int, resolve_batching, sample_paths, sample_to_file
 from .summary import format_number
 
 STATE = "quickstart.json"
@@ -224,8 +224,8 @@ def quickstart(
     equilibration: int = 3000,
     steps: int = 2000,
     num_samples: int = 500,
-    chunk_size: int = 16,
-    batching: str = "sequential",
+    chunk_size: int | None = None,
+    batching: str | None = None,
     audit: bool = True,
     seed: int = 0,
     resume: bool = False,
@@ -259,7 +259,8 @@ def quickstart(
       and before the first one.
     - `steps`: minimum number of training steps.
     - `num_samples`: generated samples R.
-    - `chunk_size`, `batching`: the chunking of the sampler (see `sample_to_file`).
+    - `chunk_size`, `batching`: the chunking of the sampler (see `sample_to_file`; default:
+      the backend's `batching_defaults()`).
     - `audit`: run the likelihood audit on the trained flow (`AUDIT_CHECKS`: samples on the
       torus, forward against reverse log q, exact divergence against the Jacobian trace,
       invariance of log q under the symmetry group).
@@ -299,9 +300,7 @@ def quickstart(
     equilibration = _check_int("equilibration", equilibration, 0)
     steps = _check_int("steps", steps, 1)
     num_samples = _check_int("num_samples", num_samples, 2)
-    chunk_size = _check_int("chunk_size", chunk_size, 1)
-    if batching not in BATCHING:
-        raise ValueError(f"batching must be one of {', '.join(BATCHING)}; got {batching!r}.")
+    chunk_size, batching = resolve_batching(chunk_size, batching)
     seed = _check_int("seed", seed, 0)
     import jax
 

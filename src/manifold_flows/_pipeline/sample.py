@@ -26,6 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .._backend import batching_defaults
 from .._energy import ParticleSystem
 from .._flow.continuous import FAILED_MESSAGE, MAX_STEPS_MESSAGE
 from .._flow.solution import SOLVE_FAILED, SOLVE_MAX_STEPS
@@ -278,6 +279,17 @@ def _prepare_parts(paths, settings, *, resume: bool, force: bool) -> bool:
     return False
 
 
+def resolve_batching(chunk_size: int | None, batching: str | None) -> tuple[int, str]:
+    """The sampler's chunk size and batching, `None` taking the backend's defaults
+    (`batching_defaults().file_chunk` / `.file_batching`); validated."""
+    defaults = batching_defaults()
+    chunk_size = defaults.file_chunk if chunk_size is None else chunk_size
+    batching = defaults.file_batching if batching is None else batching
+    if batching not in BATCHING:
+        raise ValueError(f"batching must be one of {', '.join(BATCHING)}; got {batching!r}.")
+    return _check_int("chunk_size", chunk_size, 1), batching
+
+
 def _remove_parts(parts: Path) -> None:
     # Only ever delete a folder this module made: its files are state.json and chunk_*.npz.
     unexpected = [
@@ -301,8 +313,8 @@ def sample_to_file(
     num_samples: int,
     out: str | os.PathLike,
     seed: int = 0,
-    chunk_size: int = 16,
-    batching: str = "sequential",
+    chunk_size: int | None = None,
+    batching: str | None = None,
     solver: str = "dopri5",
     rtol: float = 1e-5,
     atol: float = 1e-5,
@@ -343,11 +355,14 @@ def sample_to_file(
       the manifest to `<stem>.manifest.json`.
     - `seed`: seed of the sample stream.
     - `chunk_size`: samples drawn in one compiled call and saved per chunk file (the unit
-      of resumption: an interrupted run keeps every finished chunk).
+      of resumption: an interrupted run keeps every finished chunk). Default: the backend's
+      `batching_defaults().file_chunk` (16 on a CPU, 64 on an accelerator).
     - `batching`: how the samples of a chunk are solved: `"sequential"` (one adaptive solve
       after another) or `"vmap"` (all together in lock-step, each taking the steps of the
       stiffest one). The samples agree to solver round-off either way; which is faster depends
-      on the system size and the machine.
+      on the system size and the machine. Default: the backend's
+      `batching_defaults().file_batching` (`"sequential"` on a CPU, `"vmap"` on an
+      accelerator).
     - `solver`, `rtol`, `atol`, `num_steps`, `max_steps`: the ODE solver (`ContinuousFlow`).
     - `dtype`: `"float64"` (default, for importance weights) or `"float32"`.
     - `temperature`: the target temperature of the weights (default: the run's).
@@ -378,7 +393,7 @@ def sample_to_file(
     fails (finished chunks are kept).
     """
     num_samples = _check_int("num_samples (R)", num_samples, 1)
-    chunk_size = _check_int("chunk_size", chunk_size, 1)
+    chunk_size, batching = resolve_batching(chunk_size, batching)
     par = SingleDevice() if parallel is None else parallel
     if not isinstance(par, AbstractParallelism):
         raise TypeError(
@@ -386,8 +401,6 @@ def sample_to_file(
             f"{parallel!r}."
         )
     par.check_batch(chunk_size, "chunk_size")
-    if batching not in BATCHING:
-        raise ValueError(f"batching must be one of {', '.join(BATCHING)}; got {batching!r}.")
     seed = _check_int("seed", seed, 0)
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {', '.join(DTYPES)}; got {dtype!r}.")

@@ -5,6 +5,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray, Shaped
 
+from ..._backend import batching_defaults
 from ..._manifold import AbstractManifold
 from .base import AbstractDivergence, PointField, is_flat_embedded
 
@@ -27,15 +28,13 @@ class ExactDivergence(AbstractDivergence):
 
     **Arguments:**
 
-    - `chunk_size`: number of basis vectors pushed through `J` at once (`None`:
-      `DEFAULT_CHUNK_SIZE`). Larger chunks are not faster on CPU once the batched tangents
-      fall out of cache: for the torus EGNN at N = 44, chunks of 8 to 16 run about twice as
-      fast as one batch of all 88 (`python benchmarks/run.py --only divergence`). Pass
-      `chunk_size=D` for a single batch.
+    - `chunk_size`: number of basis vectors pushed through `J` at once (`None`: the
+      backend's default, `batching_defaults().divergence_chunk`: 16 on a CPU, 128 on an
+      accelerator). Larger chunks are not faster on CPU once the batched tangents fall out
+      of cache: for the torus EGNN at N = 44, chunks of 8 to 16 run about twice as fast as
+      one batch of all 88 (`python benchmarks/run.py --only divergence`); an accelerator
+      wants them all at once. Pass `chunk_size=D` for a single batch.
     """
-
-    #: Basis vectors per chunk when `chunk_size` is None (measured on CPU, see above).
-    DEFAULT_CHUNK_SIZE = 16
 
     chunk_size: int | None = eqx.field(static=True)
 
@@ -49,8 +48,8 @@ class ExactDivergence(AbstractDivergence):
 
     def effective_chunk_size(self, size: int) -> int:
         """The number of basis vectors per chunk for a point of `size` coordinates."""
-        chunk = self.DEFAULT_CHUNK_SIZE if self.chunk_size is None else self.chunk_size
-        return min(chunk, size)
+        chunk = batching_defaults().divergence_chunk if self.chunk_size is None else self.chunk_size
+        return size if chunk is None else min(chunk, size)
 
     def init_probe(
         self, key: PRNGKeyArray | None, space: AbstractManifold, x: Shaped[Array, "..."]
