@@ -24,9 +24,9 @@ app = typer.Typer(
 
 
 def _register() -> None:
-    from . import _doctor, _evaluate, _generate, _quickstart, _sample, _train
+    from . import _doctor, _evaluate, _generate, _mcmc, _quickstart, _sample, _train
 
-    for module in (_doctor, _generate, _train, _sample, _evaluate, _quickstart):
+    for module in (_doctor, _generate, _train, _sample, _evaluate, _quickstart, _mcmc):
         module.register(app)
 
 

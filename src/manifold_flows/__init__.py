@@ -29,12 +29,6 @@ from ._backend import (
     BatchingDefaults as BatchingDefaults,
     batching_defaults as batching_defaults,
 )
-from ._backend import (
-    ACCELERATOR_DEFAULTS as ACCELERATOR_DEFAULTS,
-    CPU_DEFAULTS as CPU_DEFAULTS,
-    BatchingDefaults as BatchingDefaults,
-    batching_defaults as batching_defaults,
-)
 from ._coupling import (
     COUPLING_NAMES as COUPLING_NAMES,
     AbstractCoupling as AbstractCoupling,
@@ -177,11 +171,14 @@ from ._mc import (
     draw_sweep as draw_sweep,
     flow_block as flow_block,
     flow_log_weight as flow_log_weight,
+    flow_mcmc_dataset as flow_mcmc_dataset,
+    flow_mcmc_summary as flow_mcmc_summary,
     flow_step as flow_step,
     generate_dataset as generate_dataset,
     integrated_autocorrelation_time as integrated_autocorrelation_time,
     mc_step as mc_step,
     mean_with_error as mean_with_error,
+    proposals_from_samples as proposals_from_samples,
     propose as propose,
     propose_move as propose_move,
     random_configurations as random_configurations,

@@ -28,6 +28,11 @@ from .engine import (
     run_monte_carlo as run_monte_carlo,
 )
 from .extra_moves import AbstractExtraMoves as AbstractExtraMoves
+from .flow_mcmc import (
+    flow_mcmc_dataset as flow_mcmc_dataset,
+    flow_mcmc_summary as flow_mcmc_summary,
+    proposals_from_samples as proposals_from_samples,
+)
 from .flow_moves import (
     FlowMoves as FlowMoves,
     canonicalize as canonicalize,
@@ -92,11 +97,14 @@ __all__ = [
     "draw_sweep",
     "flow_block",
     "flow_log_weight",
+    "flow_mcmc_dataset",
+    "flow_mcmc_summary",
     "flow_step",
     "generate_dataset",
     "integrated_autocorrelation_time",
     "mc_step",
     "mean_with_error",
+    "proposals_from_samples",
     "propose",
     "propose_move",
     "random_configurations",

@@ -1,0 +1,306 @@
+"""`mflows mcmc`: flow-augmented Monte Carlo (flow moves interleaved with local sweeps),
+written as a dataset like `mflows generate`'s."""
+
+import sys
+import warnings
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from manifold_flows._arguments import argument_names
+
+from ._errors import UserError
+
+#: The flag of each library argument `mcmc` passes on, so that errors name the flags.
+_FLAGS = {
+    "num_chains": "--chains",
+    "samples_per_chain": "--samples-per-chain",
+    "sweeps_between": "--sweeps-between",
+    "equilibration_sweeps": "--equilibration",
+    "p_swap": "--p-swap",
+    "step_size": "--step-size",
+    "samples_per_block": "--samples-per-block",
+    "temperature": "--temperature",
+    "every": "--flow-every",
+    "moves": "--flow-moves",
+    "batch_size": "--proposal-batch",
+    "chunk_size": "--chunk-size",
+    "eval_batch": "--eval-batch",
+    "images": "--images",
+    "extxyz": "--extxyz",
+    "force": "--force",
+    "resume": "--resume",
+}
+
+
+def _run_dir_of_samples(path: Path) -> tuple[Path, dict]:
+    """The run directory a sample file records, and the solver it used."""
+    from manifold_flows import Dataset
+
+    if not path.is_file():
+        raise FileNotFoundError(f"sample file not found: {path}")
+    meta = Dataset.load(path).metadata
+    run = meta.get("run", {}) if isinstance(meta, dict) else {}
+    if not run.get("dir"):
+        raise UserError(
+            f"{path} does not say which run drew it; pass that run with --run (its flow "
+            "evaluates log q of the chain states)."
+        )
+    return Path(run["dir"]), meta
+
+
+def _check_same_checkpoint(run: Path, meta: dict, path: Path) -> None:
+    """Refuse samples drawn with another checkpoint than the run's current one (their log q
+    would not be the log q the run's flow evaluates)."""
+    from manifold_flows import sha256_file
+
+    recorded = meta.get("run", {}).get("checkpoint_sha256")
+    checkpoint = Path(run) / "checkpoint.eqx"
+    if recorded and checkpoint.is_file() and sha256_file(checkpoint) != recorded:
+        raise UserError(
+            f"the samples in {path} were drawn with another checkpoint than the one now in "
+            f"{run} (the run was trained further or replaced); draw new samples with `mflows "
+            "sample`."
+        )
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("mcmc")
+    def mcmc(
+        out: Annotated[Path, typer.Option("--out", "-o", help="Output dataset (.npz).")],
+        run: Annotated[
+            Path | None,
+            typer.Option(
+                "--run",
+                help="Run directory of `mflows train`: its flow proposes moves and evaluates "
+                "log q of chain states (default with --proposals: the run that drew them).",
+            ),
+        ] = None,
+        proposals: Annotated[
+            Path | None,
+            typer.Option(
+                "--proposals",
+                help="Sample file of `mflows sample` to read proposals from (each used once) "
+                "instead of drawing them.",
+            ),
+        ] = None,
+        system: Annotated[
+            str | None,
+            typer.Option("--system", help="Preset system (default: the run's system)."),
+        ] = None,
+        images: Annotated[
+            str, typer.Option("--images", help="Image convention of the energy: minimum or all.")
+        ] = "minimum",
+        temperature: Annotated[
+            float | None,
+            typer.Option("--temperature", "-T", help="Temperature (default: the run's)."),
+        ] = None,
+        chains: Annotated[int, typer.Option("--chains", help="Independent chains.")] = 20,
+        samples_per_chain: Annotated[
+            int, typer.Option("--samples-per-chain", help="Samples kept from EACH chain.")
+        ] = 50,
+        sweeps_between: Annotated[
+            int, typer.Option("--sweeps-between", help="Sweeps between samples of a chain.")
+        ] = 20,
+        equilibration: Annotated[
+            int, typer.Option("--equilibration", help="Sweeps before the first sample.")
+        ] = 200,
+        flow_every: Annotated[
+            int,
+            typer.Option("--flow-every", help="Local sweeps between two flow blocks."),
+        ] = 10,
+        flow_moves: Annotated[
+            int,
+            typer.Option(
+                "--flow-moves",
+                help="Flow moves per chain in a block (log q of the state is evaluated once "
+                "per block, so several moves share it).",
+            ),
+        ] = 1,
+        proposal_batch: Annotated[
+            int, typer.Option("--proposal-batch", help="Proposals drawn per call.")
+        ] = 64,
+        chunk_size: Annotated[
+            int,
+            typer.Option(
+                "--chunk-size", help="Solves vmapped together (1 on a CPU; larger on a GPU)."
+            ),
+        ] = 1,
+        eval_batch: Annotated[
+            int,
+            typer.Option("--eval-batch", help="Chain states whose log q is evaluated per call."),
+        ] = 16,
+        steps: Annotated[
+            int | None,
+            typer.Option("--steps", help="Fixed ODE steps instead of adaptive stepping."),
+        ] = None,
+        p_swap: Annotated[
+            float | None, typer.Option("--p-swap", help="Swap-move probability.")
+        ] = None,
+        step_size: Annotated[
+            float | None, typer.Option("--step-size", help="Initial displacement width.")
+        ] = None,
+        samples_per_block: Annotated[
+            int,
+            typer.Option("--samples-per-block", help="Samples per chain between checkpoints."),
+        ] = 10,
+        seed: Annotated[int, typer.Option("--seed", help="Seed of the chains.")] = 0,
+        proposal_seed: Annotated[
+            int, typer.Option("--proposal-seed", help="Seed of the drawn proposals.")
+        ] = 1,
+        extxyz: Annotated[
+            Path | None,
+            typer.Option("--extxyz", help="Also write extended XYZ (ASE-readable) here."),
+        ] = None,
+        resume: Annotated[
+            bool, typer.Option("--resume", help="Continue an interrupted run.")
+        ] = False,
+        force: Annotated[
+            bool, typer.Option("--force", help="Overwrite the output / discard a checkpoint.")
+        ] = False,
+        progress: Annotated[
+            bool, typer.Option("--progress/--no-progress", help="Progress bar.")
+        ] = True,
+    ) -> None:
+        """Flow-augmented Monte Carlo: local sweeps (displacements, swaps) with independent
+        Metropolis-Hastings moves to flow proposals, accepted with min(1, w'/w), log w =
+        -U/T - log q. Exact for any flow; a good flow decorrelates the chains faster. Writes a
+        dataset like `mflows generate` (for `mflows train` / `mflows evaluate`) and a manifest."""
+        if run is None and proposals is None:
+            raise UserError("say where proposals come from: --run RUN_DIR and/or --proposals FILE.")
+        import jax
+
+        jax.config.update("jax_enable_x64", True)
+        from manifold_flows import (
+            flow_for_run,
+            flow_mcmc_dataset,
+            flow_mcmc_summary,
+            get_system,
+            load_run,
+            proposals_from_samples,
+            resolve_system,
+            write_manifest,
+        )
+        from manifold_flows._pipeline.flow import is_euclidean
+        from manifold_flows._pipeline.system import check_system
+
+        solver = {}
+        if proposals is not None:
+            drawn_by, sample_meta = _run_dir_of_samples(proposals)
+            solver = sample_meta.get("solver", {})  # log q of chain states: the same solver
+            run = drawn_by if run is None else run
+            _check_same_checkpoint(run, sample_meta, proposals)
+        trained = load_run(run)
+        if is_euclidean(trained):
+            raise UserError(
+                f"the run in {run} is a Euclidean flow (eFM): its log q is a density of unwrapped "
+                "points, not of configurations on the torus, so flow moves would be biased; use "
+                "a torus flow (eRSI)."
+            )
+        T = trained.temperature if temperature is None else temperature
+        if T is None:
+            raise UserError(f"the run in {run} records no temperature; pass --temperature.")
+        with warnings.catch_warnings(), argument_names(_FLAGS):
+            warnings.simplefilter("always")
+            box, species = trained.torus.lengths, trained.species
+            if system is None:
+                sys_obj, _ = resolve_system(
+                    trained.system, box=box, species=species, images=images, temperature=T
+                )
+            else:
+                sys_obj = get_system(system, temperature=T, images=images)
+                check_system(sys_obj, box=box, species=species, what=f"system {system!r}")
+            flow = flow_for_run(
+                trained,
+                num_steps=steps if steps is not None else solver.get("num_steps"),
+                rtol=solver.get("rtol", 1e-5),
+                atol=solver.get("atol", 1e-5),
+            )
+            source = None
+            if proposals is not None:
+                source = proposals_from_samples(proposals, system=sys_obj, temperature=T)
+            result = flow_mcmc_dataset(
+                sys_obj,
+                out,
+                likelihood=flow,
+                key=seed,
+                proposals=source,
+                flow_every=flow_every,
+                flow_moves=flow_moves,
+                proposal_seed=proposal_seed,
+                proposal_batch=proposal_batch,
+                chunk_size=chunk_size,
+                eval_batch=eval_batch,
+                extxyz=extxyz,
+                force=force,
+                resume=resume,
+                progress=progress,
+                temperature=T,
+                num_chains=chains,
+                samples_per_chain=samples_per_chain,
+                sweeps_between=sweeps_between,
+                equilibration_sweeps=equilibration,
+                p_swap=p_swap,
+                step_size=step_size,
+                samples_per_block=samples_per_block,
+            )
+        summary = flow_mcmc_summary(result)
+        options = {k: (str(v) if isinstance(v, Path) else v) for k, v in dict(locals()).items()}
+        options = {k: options[k] for k in _OPTIONS if k in options}
+        manifest = write_manifest(
+            Path(out).parent,
+            command="mflows " + " ".join(sys.argv[1:]) if sys.argv[1:] else "mflows mcmc",
+            config={
+                "options": options,
+                "mc": result.config.as_dict(),
+                "system": sys_obj.parameters,
+                "run": str(run),
+            },
+            seeds={"seed": seed, "proposal_seed": proposal_seed},
+            data_files=[Path(out)] + ([Path(extxyz)] if extxyz is not None else []),
+            precision="float64",
+            extra={"diagnostics": result.diagnostics, "flow_mcmc": summary},
+            name=f"{Path(out).stem}.manifest.json",
+        )
+        energy = summary["energy_per_particle"]
+        rates = ", ".join(f"{k} {v:.3f}" for k, v in result.acceptance.items() if v is not None)
+        tau_s = summary["tau_seconds"]
+        typer.echo(
+            f"wrote {out} ({result.dataset.num_samples} samples = {result.config.num_chains} "
+            f"chains x {result.config.samples_per_chain}); u = U/N = {energy['mean']:.5f} +- "
+            f"{energy['error']:.5f}; energy autocorrelation time {summary['tau_sweeps']:.3g} "
+            f"sweeps"
+            + (f" = {tau_s:.3g} s" if tau_s is not None else "")
+            + f"; acceptance: {rates}; proposals used {summary['proposals_used']}, log q "
+            f"evaluations {summary['log_q_evaluations']}; manifest {manifest}"
+        )
+
+
+#: Options recorded in the manifest.
+_OPTIONS = (
+    "out",
+    "run",
+    "proposals",
+    "system",
+    "images",
+    "temperature",
+    "chains",
+    "samples_per_chain",
+    "sweeps_between",
+    "equilibration",
+    "flow_every",
+    "flow_moves",
+    "proposal_batch",
+    "chunk_size",
+    "eval_batch",
+    "steps",
+    "p_swap",
+    "step_size",
+    "samples_per_block",
+    "seed",
+    "proposal_seed",
+    "extxyz",
+    "resume",
+    "force",
+)
