@@ -12,7 +12,10 @@ fixed pairs: loss, gradient, Adam), `train_step` (the library's full step, with 
 coupling and the EMA; library only), `divergence` (velocity + exact divergence at one
 configuration), `sample` (one sample with exact log q, Dopri5 at 1e-5, and its NFE), `mc`
 (Monte Carlo sweeps, from `benchmarks/bench_mc.py`), `scaling` (not in the default set: the
-exact divergence at large N, for memory). Sizes: IPL N = 10 and 44 (2 species), ternary KA
+exact divergence at large N, for memory), `sample_batch` (not in the default set either:
+samples per second of `mf.sample` as a function of its chunk size, `--sample-chunks`, with
+`--sample-count` samples per call in `--sample-dtype`; `chunk=auto` is the backend's
+default). Sizes: IPL N = 10 and 44 (2 species), ternary KA
 N = 44 (3 species), fields 32 x 3 and 64 x 4; float32 throughout, except the Monte Carlo
 (float64, its production dtype).
 
@@ -27,7 +30,9 @@ two). Memory, two figures: `XLA MB` is the temporary buffer space of the compile
 beyond its inputs and outputs, exact and independent of the load), and `RSS MB` is the
 growth of the subprocess's peak resident memory (`resource.getrusage` max RSS) from after
 the inputs are built to the end, which includes the compiler's own memory. Ratios are naive
-(or vmap) over library, of the median wall times and of the median CPU times. The machine
+(or vmap) over library, of the median wall times and of the median CPU times. Every row
+records the JAX backend and device it ran on (`backend`, `device`); the suite runs unchanged
+on a GPU. The machine
 load is recorded before and after every case. Nothing here asserts a time.
 """
 
@@ -59,6 +64,7 @@ IMPLS = {
     "divergence": ("library", "naive"),
     "sample": ("library", "naive"),
     "scaling": ("library",),
+    "sample_batch": (),  # one implementation per chunk size, from --sample-chunks
 }
 #: Timed calls after the warm-up (full run, --quick).
 REPEATS = {
@@ -68,6 +74,7 @@ REPEATS = {
     "divergence": (7, 3),
     "sample": (3, 2),
     "scaling": (3, 1),
+    "sample_batch": (3, 2),
 }
 #: Budgets at N = 44, width 32 x 3, float32, 2 cores (in the unit of the table).
 BUDGETS = {"forward": 1.3e-3, "train": 1.5, "train_step": 1.5, "divergence": 0.1, "sample": 2.0}
@@ -198,8 +205,12 @@ def worker(spec: dict[str, Any]) -> None:
         rows = _run_mc(spec)
     else:
         rows = [{"impl": spec["impl"], **_run_job(spec)}]
+    import jax
+
+    device = jax.devices()[0]
     for row in rows:
         row.update(load_before=load_before, load_after=_load())
+        row.update(backend=jax.default_backend(), device=device.device_kind)
     print(RESULT_MARK + json.dumps(rows), flush=True)
 
 
@@ -207,11 +218,11 @@ def worker(spec: dict[str, Any]) -> None:
 def _cases(opts) -> list[dict[str, Any]]:
     quick = 1 if opts.quick else 0
     paths = opts.only.split(",") if opts.only else list(PATHS)
-    unknown = sorted(set(paths) - set(PATHS) - {"scaling"})
+    unknown = sorted(set(paths) - set(PATHS) - {"scaling", "sample_batch"})
     if unknown:
         raise SystemExit(
             f"run.py: unknown path(s) {', '.join(unknown)} in --only; choose from "
-            f"{', '.join((*PATHS, 'scaling'))}."
+            f"{', '.join((*PATHS, 'scaling', 'sample_batch'))}."
         )
     systems = opts.systems.split(",") if opts.systems else SYSTEMS
     sizes = SIZES
@@ -237,6 +248,23 @@ def _cases(opts) -> list[dict[str, Any]]:
                     "repeats": 3 if opts.quick else 5,
                 }
             )
+            continue
+        if path == "sample_batch":
+            for system in systems:
+                for width, depth in sizes:
+                    for chunk in opts.sample_chunks.split(","):
+                        cases.append(
+                            dict(
+                                path=path,
+                                system=system,
+                                width=width,
+                                depth=depth,
+                                impl=f"chunk={chunk}",
+                                count=opts.sample_count,
+                                dtype=opts.sample_dtype,
+                                repeats=REPEATS[path][quick],
+                            )
+                        )
             continue
         if path == "scaling":
             chunks = opts.scaling_impls.split(",")
@@ -377,7 +405,9 @@ def _print_row(row: dict[str, Any]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="IPL N=44, 32x3, fewer repeats")
-    parser.add_argument("--only", default=None, help=f"paths: {','.join((*PATHS, 'scaling'))}")
+    parser.add_argument(
+        "--only", default=None, help=f"paths: {','.join((*PATHS, 'scaling', 'sample_batch'))}"
+    )
     parser.add_argument("--json", default=None, help="write every measurement to this file")
     parser.add_argument("--systems", default=None, help=f"default {','.join(SYSTEMS)}")
     parser.add_argument("--sizes", default=None, help="widths x depths, default 32x3,64x4")
@@ -395,6 +425,17 @@ def main() -> None:
         type=int,
         default=32,
         help="basis vectors timed by --only scaling when N d > 512 (reported per vector)",
+    )
+    parser.add_argument(
+        "--sample-chunks",
+        default="1,8,auto",
+        help="chunk sizes for --only sample_batch (e.g. 1,16,64,256,1024,auto on a GPU)",
+    )
+    parser.add_argument(
+        "--sample-count", type=int, default=8, help="samples per call for --only sample_batch"
+    )
+    parser.add_argument(
+        "--sample-dtype", default="float32", help="float32 or float64 for --only sample_batch"
     )
     parser.add_argument("--timeout", type=float, default=3600, help="seconds per case")
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
@@ -434,6 +475,9 @@ def main() -> None:
                 row = {**row, "path": case["path"], "system": case["system"], "size": size}
                 row["key"] = f"{case['path']} {case['system']} {size or ''} {row['impl']}"
                 rows.append(row)
+                if "device" in row and "device" not in meta:
+                    meta.update(backend=row["backend"], device=row["device"])
+                    print(f"device: {row['device']} (JAX backend {row['backend']})", flush=True)
                 _compare(rows)
                 _print_row(row)
         _compare(rows)
