@@ -6,6 +6,7 @@ import warnings
 from pathlib import Path
 from typing import Annotated
 
+import numpy as np
 import typer
 
 from manifold_flows._arguments import argument_names
@@ -203,7 +204,8 @@ def register(app: typer.Typer) -> None:
             raise UserError(f"the run in {run} records no temperature; pass --temperature.")
         with warnings.catch_warnings(), argument_names(_FLAGS):
             warnings.simplefilter("always")
-            box, species = trained.torus.lengths, trained.species
+            box = np.asarray(trained.torus.lengths, dtype=np.float64)
+            species = np.asarray(trained.species)
             if system is None:
                 sys_obj, _ = resolve_system(
                     trained.system, box=box, species=species, images=images, temperature=T

@@ -4,7 +4,12 @@ system whose averages are known by quadrature (with a good and with a deliberate
 proposal), a check that the averages test catches a broken acceptance rule, species handling,
 proposal bookkeeping and resumption."""
 
+import contextlib
+import io
+import json
+import sys
 import warnings
+from pathlib import Path
 
 import equinox as eqx
 import jax
@@ -14,6 +19,8 @@ import pytest
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray, PyTree, Shaped
 
 import manifold_flows as mf
+from cli._errors import run_guarded
+from cli.main import app
 from manifold_flows._mc import flow_moves as fm
 
 # ----------------------------------------------------------------------------- the test system
@@ -311,3 +318,120 @@ def test_interrupted_flow_run_resumes_exactly(tmp_path):
     meta = resumed.dataset.metadata["mc"]
     assert meta["extra_moves"]["proposals_used"] == moves.cursor
     assert meta["acceptance_production"]["flow"]["attempted"] > 0
+
+
+# ----------------------------------------------------------------------------- the CLI
+CONFIGS = Path(__file__).resolve().parents[1] / "examples" / "configs"
+L10 = 4.472136  # ipl-n10 box
+
+
+def _cli(args) -> tuple[int, str, str]:
+    """`mflows ARGS` in-process through the console script's guard; (code, stdout, stderr)."""
+    out, err = io.StringIO(), io.StringIO()
+    argv = sys.argv
+    sys.argv = ["mflows", *map(str, args)]
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = run_guarded(app)
+    finally:
+        sys.argv = argv
+    return code, out.getvalue(), err.getvalue()
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory) -> Path:
+    """A tiny eRSI run on ipl-n10 (one epoch of a width-4 network on random data): a real
+    torus flow, cheap to solve with a few fixed steps."""
+    folder = tmp_path_factory.mktemp("flowmcmc")
+    rng = np.random.default_rng(0)
+    species = np.array([0] * 5 + [1] * 5)
+    data = mf.Dataset(
+        rng.uniform(0, L10, (16, 10, 2)),
+        species,
+        ("A", "B"),
+        np.full(2, L10),
+        temperature=0.1,
+        system="ipl-n10",
+    ).save(folder / "data.npz")
+    run = folder / "run"
+    code, _, err = _cli(
+        [
+            *("train", "--config", CONFIGS / "ersi_ipl_n10.toml", "--data", data),
+            *("--run-dir", run, "--set", "model.width=4", "--set", "model.depth=1"),
+            *("--set", "train.batch_size=8", "--epochs", "1", "--no-progress"),
+        ]
+    )
+    assert code == 0, err
+    return run
+
+
+MCMC = ["--chains", "2", "--samples-per-chain", "2", "--sweeps-between", "4"]
+MCMC += ["--equilibration", "0", "--flow-every", "2", "--steps", "2", "--no-progress"]
+
+
+def test_cli_writes_a_dataset_generate_would(tiny_run, tmp_path):
+    out = tmp_path / "chains.npz"
+    code, stdout, err = _cli(["mcmc", "--run", tiny_run, "--out", out, *MCMC])
+    assert code == 0, err
+    assert "flow" in stdout and "autocorrelation" in stdout
+    data = mf.Dataset.load(out)  # what `mflows train` / `mflows evaluate` read
+    assert data.num_samples == 4 and data.energy is not None and data.temperature == 0.1
+    meta = data.metadata["mc"]
+    assert meta["acceptance_production"]["flow"]["attempted"] == 2 * 2 * (4 // 2)
+    assert meta["extra_moves"]["proposals_used"] == 2 * (2 * 4) // 2
+    manifest = json.loads((tmp_path / "chains.manifest.json").read_text())
+    assert manifest["flow_mcmc"]["flow_acceptance"] is not None
+
+
+def _samples_file(folder: Path, run: Path, temperature: float, num: int = 8) -> Path:
+    rng = np.random.default_rng(1)
+    species = np.array([0] * 5 + [1] * 5)
+    return mf.Dataset(
+        rng.uniform(0, L10, (num, 10, 2)),
+        species,
+        ("A", "B"),
+        np.full(2, L10),
+        temperature=temperature,
+        system="ipl-n10",
+        extra={"log_q": rng.normal(size=num)},
+        metadata={"run": {"dir": str(run)}, "solver": {"num_steps": 2}},
+    ).save(folder / f"samples_T{temperature}.npz")
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["no source", "other temperature", "too few proposals", "other system"],
+)
+def test_cli_refuses_with_one_line(case, tiny_run, tmp_path):
+    out = tmp_path / "chains.npz"
+    args = {
+        "no source": ["mcmc", "--out", out, *MCMC],
+        "other temperature": [
+            "mcmc",
+            "--proposals",
+            _samples_file(tmp_path, tiny_run, 0.2),
+            "--out",
+            out,
+            *MCMC,
+        ],
+        "too few proposals": [
+            "mcmc",
+            "--proposals",
+            _samples_file(tmp_path, tiny_run, 0.1, 3),
+            "--out",
+            out,
+            *MCMC,
+        ],
+        "other system": ["mcmc", "--run", tiny_run, "--system", "ka3-n44", "--out", out, *MCMC],
+    }[case]
+    expect = {
+        "no source": "--run",
+        "other temperature": "T = 0.2",
+        "too few proposals": "needs 8 proposals",
+        "other system": "box",
+    }[case]
+    code, _, err = _cli(args)
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 2 and len(lines) == 1 and "Traceback" not in err, err
+    assert expect in lines[0], lines[0]
+    assert not out.exists()
