@@ -180,6 +180,36 @@ def test_reference_error_from_monte_carlo_metadata(tmp_path):
     assert "Monte Carlo metadata" in report["reference"]["u"]["error_method"]
 
 
+def test_reference_errors_take_the_monte_carlo_chains_as_units(tmp_path):
+    """Monte Carlo data record the chain of each sample: u and c_v of the reference get their
+    errors from the chains (samples of a chain are correlated), not from the samples."""
+    ref = make_reference()
+    chains = np.repeat(np.arange(4), 10)
+    sample_path, _ = tiny_samples()
+    report = mf.evaluate_runs(
+        {"a": sample_path},
+        reference=ref.replace(extra={"chain": chains}),
+        out_dir=tmp_path,
+        num_bootstrap=BOOTSTRAP,
+        seed=5,
+        rdf_bins=20,
+        energy_bins=15,
+        plots=False,
+    )
+    n = ref.num_particles
+    u = mf.energy_per_particle(ref.energy, n, chains=chains)
+    cv = mf.specific_heat(ref.energy, n, TEMPERATURE, chains=chains, num_bootstrap=BOOTSTRAP,
+                          seed=5)  # fmt: skip
+    got = report["reference"]
+    assert got["u"]["error"] == pytest.approx(u.raw_err, rel=1e-12)
+    assert got["u"]["error_method"] == "standard error over the 4 Monte Carlo chains"
+    assert got["c_v"]["error"] == pytest.approx(cv.raw_err, rel=1e-12)
+    assert got["c_v"]["error_method"] == "bootstrap over the 4 Monte Carlo chains"
+    iid = mf.energy_per_particle(ref.energy, n)
+    assert got["u"]["naive_error"] == pytest.approx(iid.raw_err, rel=1e-12)
+    assert got["u"]["error"] != pytest.approx(iid.raw_err, rel=1e-3)
+
+
 # ---------------------------------------------------------------------------- errors
 def _fail_if_computing(monkeypatch):
     def boom(*args, **kwargs):

@@ -6,6 +6,7 @@ import warnings
 import jax
 import numpy as np
 import pytest
+import scipy.signal
 
 import manifold_flows as mf
 from manifold_flows._analysis import rdf as rdf_module
@@ -177,6 +178,84 @@ def test_reweighted_specific_heat_recovers_target_variance():
 
 def scipy_norm_logpdf(x: np.ndarray, s: float) -> np.ndarray:
     return -0.5 * (x / s) ** 2 - math.log(math.sqrt(2 * math.pi) * s)
+
+
+def ar1_chains(seed: int, phi: float, chains: int, n: int) -> np.ndarray:
+    """`chains` independent AR(1) series x_t = phi x_{t-1} + e_t (unit innovations), each
+    started in its stationary law N(0, 1 / (1 - phi^2))."""
+    rng = np.random.default_rng(seed)
+    noise = rng.normal(size=(chains, n))
+    noise[:, 0] /= math.sqrt(1 - phi**2)
+    return scipy.signal.lfilter([1.0], [1.0, -phi], noise, axis=1)
+
+
+def lag_sum(phi: float, n: int) -> float:
+    """n + 2 sum_{k=1}^{n-1} (n - k) phi^k: the variance of a chain sum of n stationary points
+    with autocorrelation phi^k, in units of the point variance."""
+    k = np.arange(1, n)
+    return n + 2.0 * float(np.sum((n - k) * phi**k))
+
+
+def test_error_bars_of_correlated_chains_match_the_true_standard_error():
+    """Known answer: 200 AR(1) chains of 250 points, phi = 0.8 (tau = 9). Chains as units give
+    the true standard errors of u and c_v; treating the samples as independent gives error
+    bars too small by the known factors sqrt(tau_n) and sqrt((1 + phi^2) / (1 - phi^2))."""
+    phi, num_chains, n = 0.8, 200, 250
+    x = ar1_chains(0, phi, num_chains, n)
+    chains = np.repeat(np.arange(num_chains), n)
+    var = 1.0 / (1.0 - phi**2)
+    total = num_chains * n
+    # u = <x> (N = 1): Var(mean) = C var lag_sum(phi, n) / (C n)^2
+    true_u = math.sqrt(num_chains * var * lag_sum(phi, n)) / total
+    # c_v = variance of x (N = T = 1); for Gaussian x, Cov(x_t^2, x_s^2) = 2 var^2 phi^(2|t-s|)
+    true_cv = math.sqrt(num_chains * 2 * var**2 * lag_sum(phi**2, n)) / total
+    u = mf.energy_per_particle(x.ravel(), 1, chains=chains)
+    cv = mf.specific_heat(x.ravel(), 1, 1.0, chains=chains, num_bootstrap=400)
+    assert u.num_chains == cv.num_chains == num_chains
+    assert u.raw_error_method == "standard error over chains"
+    assert cv.raw_error_method == "bootstrap over chains"
+    # the chain estimates scatter by ~1 / sqrt(2 C) = 5 % (and the bootstrap by ~4 %)
+    assert u.raw_err == pytest.approx(true_u, rel=0.2)
+    assert cv.raw_err == pytest.approx(true_cv, rel=0.25)
+    # the iid formulas miss the correlations by the known factors (3.0 and 2.1 here)
+    iid_u = mf.energy_per_particle(x.ravel(), 1)
+    iid_cv = mf.specific_heat(x.ravel(), 1, 1.0, num_bootstrap=400)
+    assert iid_u.num_chains is None and iid_u.raw_error_method == "standard error"
+    assert iid_u.raw_err * math.sqrt(lag_sum(phi, n) / n) == pytest.approx(true_u, rel=0.05)
+    factor_cv = math.sqrt((1 + phi**2) / (1 - phi**2))
+    assert iid_cv.raw_err * factor_cv == pytest.approx(true_cv, rel=0.2)
+    assert iid_u.raw_err < 0.4 * u.raw_err and iid_cv.raw_err < 0.6 * cv.raw_err
+
+
+def test_chain_errors_with_weights_unequal_chains_and_any_labels():
+    x = ar1_chains(1, 0.5, 40, 60)
+    means = x.mean(axis=1)
+    chains = np.repeat(np.arange(40), 60)
+    u = mf.energy_per_particle(x.ravel(), 1, chains=chains)
+    # equal chains: the standard error of the chain means
+    assert u.raw_err == pytest.approx(np.std(means, ddof=1) / math.sqrt(40), rel=1e-12)
+    # labels are names, not positions: shuffled samples and float labels give the same
+    order = np.random.default_rng(2).permutation(x.size)
+    moved = mf.energy_per_particle(x.ravel()[order], 1, chains=chains[order] * 0.5 + 7)
+    assert moved.raw_err == pytest.approx(u.raw_err, rel=1e-12)
+    # unequal chains: the scatter of the chain sums about their share of the mean
+    keep = np.ones(x.size, bool)
+    keep[:30] = False  # chain 0 keeps 30 of its 60 points
+    part = mf.energy_per_particle(x.ravel()[keep], 1, chains=chains[keep])
+    sums = np.bincount(chains[keep], weights=x.ravel()[keep])
+    lengths = np.bincount(chains[keep])
+    expected = math.sqrt(40 / 39 * np.sum((sums - lengths * part.raw) ** 2)) / keep.sum()
+    assert part.raw_err == pytest.approx(expected, rel=1e-12)
+    # equal weights: the bootstrap over chains of the reweighted mean gives the same error
+    even = mf.energy_per_particle(x.ravel(), 1, np.zeros(x.size), chains=chains)
+    assert even.reweighted == pytest.approx(u.raw, rel=1e-12)
+    assert even.reweighted_err == pytest.approx(u.raw_err, rel=0.15)
+    # one chain cannot estimate its own error; bad labels are refused
+    assert math.isnan(mf.energy_per_particle(x[0], 1, chains=np.zeros(60)).raw_err)
+    with pytest.raises((ValueError, TypeError), match="chains"):
+        mf.energy_per_particle(x.ravel(), 1, chains=chains[:-1])
+    with pytest.raises(ValueError, match="non-finite"):
+        mf.specific_heat(x[0], 1, 1.0, chains=np.full(60, np.nan))
 
 
 def test_high_energy_fraction_positive_and_negative_references():

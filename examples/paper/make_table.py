@@ -88,8 +88,9 @@ def make_tables(out: Path) -> str:
     )
     lines += [
         "",
-        "Errors: one standard error (bootstrap over samples for the reweighted values and c_v; "
-        "chain means for the Monte Carlo u).",
+        "Errors: one standard error (generated samples: bootstrap over samples for the "
+        f"reweighted values and c_v; Monte Carlo: {ref['u']['error_method']} for u, "
+        f"{ref['c_v']['error_method']} for c_v).",
         "",
         "| method | training steps | s / step | training time | final val. loss (EMA) "
         "| mean NFE (max) | s / sample |",

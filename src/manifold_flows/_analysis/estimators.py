@@ -1,4 +1,11 @@
-"""Raw and reweighted averages of observables, with bootstrap error bars."""
+"""Raw and reweighted averages of observables, with error bars.
+
+Error bars take the independent units of the data as given by the caller: each sample (the
+default: generated flow samples are independent draws) or, with `chains=`, each Monte Carlo
+chain (or block of consecutive samples), whose samples are correlated with each other but not
+with those of another chain. The standard error of a mean is then the scatter of the chain
+sums, and the bootstrap resamples whole chains.
+"""
 
 import dataclasses
 import math
@@ -27,18 +34,25 @@ class ObservableSummary:
 
     - `name`: what was estimated.
     - `raw`: the unweighted estimate over the samples with a finite observable.
-    - `raw_err`: its standard error: `std / sqrt(n)` for a plain mean, the bootstrap standard
-      deviation for a nonlinear statistic (see `raw_error_method`).
+    - `raw_err`: its standard error (see `raw_error_method`): for a plain mean `std / sqrt(n)`
+      over independent samples, or over chains the scatter of the chain sums
+      `sqrt(C / (C - 1) sum_c (S_c - n_c raw)^2) / n` (`std(chain means) / sqrt(C)` for equal
+      chains); for a nonlinear statistic the bootstrap standard deviation (resampling samples,
+      or whole chains).
     - `raw_num_used`: samples entering `raw` (those whose observable is finite).
     - `reweighted`: the self-normalised importance-sampling estimate, or `None` without weights.
     - `reweighted_err`: bootstrap standard deviation of `reweighted`: resample (observable,
-      log w) pairs with replacement, renormalise the weights inside each resample, recompute.
+      log w) pairs (or whole chains of them) with replacement, renormalise the weights inside
+      each resample, recompute.
     - `reweighted_low`, `reweighted_high`: the percentile bootstrap interval at `confidence`.
     - `confidence`: the coverage the interval aims at, e.g. 0.95.
     - `num_samples`: `R`.
     - `ess`: effective sample size of the weights, or `None` without weights.
     - `num_bootstrap`, `seed`: the bootstrap settings (the same seed gives the same numbers).
-    - `raw_error_method`: `"standard error"` or `"bootstrap"`.
+    - `raw_error_method`: `"standard error"` or `"bootstrap"` over independent samples, or
+      `"standard error over chains"` or `"bootstrap over chains"`.
+    - `num_chains`: the number of chains the errors treat as independent units, or `None`
+      when every sample is one.
     """
 
     name: str
@@ -55,6 +69,7 @@ class ObservableSummary:
     num_bootstrap: int
     seed: int
     raw_error_method: str
+    num_chains: int | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """A JSON-friendly dict (arrays become nested lists)."""
@@ -81,17 +96,44 @@ def _as_samples(values: Any) -> tuple[np.ndarray, tuple[int, ...]]:
     return arr.reshape(arr.shape[0], -1).astype(np.float64), shape
 
 
-def _resample_weights(base: np.ndarray | None, log_w: np.ndarray | None, num: int, count: int, rng):
+def _chain_index(chains: Any, num: int) -> tuple[np.ndarray, int]:
+    """`chains` (one label per sample) as `(index of each sample's chain in 0..C-1, C)`."""
+    labels = np.asarray(chains)
+    if labels.shape != (num,) or not (
+        np.issubdtype(labels.dtype, np.integer) or np.issubdtype(labels.dtype, np.floating)
+    ):
+        raise ValueError(
+            f"`chains` must hold one numeric chain label per sample, shape ({num},); got shape "
+            f"{labels.shape}, dtype {labels.dtype}. Pass e.g. Dataset.extra['chain']."
+        )
+    if not np.all(np.isfinite(labels)):
+        raise ValueError("`chains` has non-finite labels; every sample needs its chain.")
+    _, index = np.unique(labels, return_inverse=True)
+    return index.reshape(num), int(index.max()) + 1
+
+
+def _resample_weights(
+    base: np.ndarray | None,
+    log_w: np.ndarray | None,
+    units: np.ndarray | None,
+    num_units: int,
+    count: int,
+    rng,
+):
     """Normalised weights of `count` bootstrap resamples, shape `(count, num)`.
 
-    A resample draws `num` indices with replacement; index `i` drawn `c_i` times contributes
-    `c_i * w_i` to its weights, then the row is renormalised. `base` holds the normalised
+    A resample draws `num_units` independent units (samples, or chains when `units` gives the
+    unit of each sample) with replacement; a sample whose unit is drawn `c` times contributes
+    `c * w_i` to its weights, then the row is renormalised. `base` holds the normalised
     weights of all samples (0 for non-finite log w), or is `None` for equal weights."""
-    idx = rng.integers(0, num, size=(count, num))
-    flat = (np.arange(count)[:, None] * num + idx).ravel()
-    counts = np.bincount(flat, minlength=count * num).reshape(count, num).astype(np.float64)
+    idx = rng.integers(0, num_units, size=(count, num_units))
+    flat = (np.arange(count)[:, None] * num_units + idx).ravel()
+    counts = np.bincount(flat, minlength=count * num_units).reshape(count, num_units)
+    counts = counts.astype(np.float64)
+    if units is not None:
+        counts = counts[:, units]
     if base is None:
-        return counts / num
+        return counts / np.sum(counts, axis=1, keepdims=True)
     w = counts * base[None, :]
     # A resample that missed every large weight may be left with underflowed (or subnormal)
     # weights under the global shift: renormalise those rows with their own maximum.
@@ -107,12 +149,14 @@ def bootstrap_weighted_means(
     values: Real[ArrayLike, "r ..."],
     log_weights: LogWeights | None = None,
     *,
+    chains: Real[ArrayLike, " r"] | None = None,
     num_bootstrap: int = 1000,
     seed: int = 0,
 ) -> np.ndarray:
     """Bootstrap replicates of the (self-normalised, importance-weighted) mean of `values`.
 
-    Each replicate resamples the `R` pairs `(values_i, log_w_i)` with replacement and
+    Each replicate resamples the `R` pairs `(values_i, log_w_i)` with replacement (or, with
+    `chains`, the `C` chains of pairs, each drawn chain bringing all its samples) and
     renormalises the weights inside the resample, so the spread of the replicates estimates the
     sampling error of the self-normalised estimator including the error of its normaliser.
 
@@ -122,6 +166,9 @@ def bootstrap_weighted_means(
       positive.
     - `log_weights`: log importance weights `(R,)` (non-finite means weight 0), a
       `ReweightResult`, or `None` for equal weights (the plain bootstrap of the mean).
+    - `chains`: the chain label of each sample, shape `(R,)`, when samples of one chain are
+      correlated (Monte Carlo data: `Dataset.extra["chain"]`); `None` when the samples are
+      independent.
     - `num_bootstrap`: number of resamples.
     - `seed`: seed of the resampling (a numpy `Generator`); fixed by default so that a report
       is reproducible.
@@ -133,6 +180,7 @@ def bootstrap_weighted_means(
     """
     data, shape = _as_samples(values)
     num = data.shape[0]
+    units, num_units = (None, num) if chains is None else _chain_index(chains, num)
     log_w = None
     if log_weights is not None:
         log_w = log_weights_of(log_weights, num)
@@ -152,7 +200,7 @@ def bootstrap_weighted_means(
     out = np.empty((int(num_bootstrap), data.shape[1]))
     for start in range(0, int(num_bootstrap), block):
         count = min(block, int(num_bootstrap) - start)
-        w = _resample_weights(base, log_w, num, count, rng)
+        w = _resample_weights(base, log_w, units, num_units, count, rng)
         out[start : start + count] = w @ data
     return out.reshape((int(num_bootstrap), *shape))
 
@@ -194,10 +242,28 @@ def _shaped(value: Any, shape: tuple[int, ...]) -> float | np.ndarray:
     return float(value) if shape == () else value
 
 
+def _chain_standard_error(data: np.ndarray, units: np.ndarray) -> np.ndarray:
+    """Standard error of the column means of `data` `(n, K)` whose rows fall into chains
+    (`units`: chain index of each row): `sqrt(C / (C - 1) sum_c (S_c - n_c m)^2) / n` with
+    `S_c` the chain sums and `n_c` the chain lengths (the scatter of the chain means over
+    `sqrt(C)` for chains of equal length). NaN for a single chain."""
+    present, units = np.unique(units, return_inverse=True)
+    num_chains = present.size
+    if num_chains < 2:
+        return np.full(data.shape[1], np.nan)
+    sums = np.zeros((num_chains, data.shape[1]))
+    np.add.at(sums, units, data)
+    lengths = np.bincount(units, minlength=num_chains)[:, None]
+    mean = np.sum(sums, axis=0) / data.shape[0]
+    scatter = np.sum((sums - lengths * mean) ** 2, axis=0)
+    return np.sqrt(num_chains / (num_chains - 1) * scatter) / data.shape[0]
+
+
 def summarize_moments(
     moments: Real[ArrayLike, "r k"],
     log_weights: LogWeights | None = None,
     *,
+    chains: Real[ArrayLike, " r"] | None = None,
     statistic: Callable[[np.ndarray], np.ndarray] | None = None,
     name: str = "observable",
     num_bootstrap: int = 1000,
@@ -213,6 +279,9 @@ def summarize_moments(
 
     - `moments`: per-sample quantities whose means enter the statistic, shape `(R, K)`.
     - `log_weights`: log importance weights `(R,)`, a `ReweightResult`, or `None` for raw only.
+    - `chains`: the chain (or block) label of each sample, shape `(R,)`, for correlated
+      samples: the errors then treat the chains as the independent units. `None` (the
+      default) treats every sample as independent (right for generated flow samples).
     - `statistic`: maps means of shape `(..., K)` to the estimate (vectorised over leading
       axes); `None` for the means themselves.
     - `name`, `num_bootstrap`, `confidence`, `seed`: as in `summarize_observable`.
@@ -223,6 +292,7 @@ def summarize_moments(
     """
     data, _ = _as_samples(moments)
     num = data.shape[0]
+    units, num_chains = (None, None) if chains is None else _chain_index(chains, num)
     if not 0.0 < float(confidence) < 1.0:
         raise ValueError(f"`confidence` must lie strictly between 0 and 1; got {confidence}.")
     fn = (lambda m: m) if statistic is None else statistic
@@ -231,22 +301,24 @@ def summarize_moments(
     if used == 0:
         raise ValueError(f"`{name}` is non-finite in every sample; nothing to average.")
     raw_data = data[finite_rows]
+    raw_units = None if units is None else units[finite_rows]
     raw = np.asarray(fn(np.mean(raw_data, axis=0)))
-    if statistic is None:
-        method = "standard error"
-        if used > 1:
-            raw_err = np.std(raw_data, axis=0, ddof=1) / math.sqrt(used)
-        else:  # one sample says nothing about its own spread
-            raw_err = np.full_like(raw, np.nan)
-    elif used > 1:
-        reps = np.asarray(
-            fn(bootstrap_weighted_means(raw_data, None, num_bootstrap=num_bootstrap, seed=seed))
-        )
-        raw_err = np.std(reps, axis=0, ddof=1)
-        method = "bootstrap"
-    else:
+    method = "standard error" if statistic is None else "bootstrap"
+    if units is not None:
+        method += " over chains"
+    # one independent unit says nothing about its own spread
+    independent = used if raw_units is None else np.unique(raw_units).size
+    if independent < 2:
         raw_err = np.full_like(raw, np.nan)
-        method = "bootstrap"
+    elif statistic is None and raw_units is None:
+        raw_err = np.std(raw_data, axis=0, ddof=1) / math.sqrt(used)
+    elif statistic is None:
+        raw_err = _chain_standard_error(raw_data, raw_units)
+    else:
+        reps = bootstrap_weighted_means(
+            raw_data, None, chains=raw_units, num_bootstrap=num_bootstrap, seed=seed
+        )
+        raw_err = np.std(np.asarray(fn(reps)), axis=0, ddof=1)
     out_shape = raw.shape
 
     reweighted = err = low = high = ess = None
@@ -255,9 +327,10 @@ def summarize_moments(
         weights = normalized_weights(log_w)
         ess = float(1.0 / np.sum(weights**2)) if np.any(weights > 0) else 0.0
         reweighted = np.asarray(fn(weighted_mean(data, log_w)))
-        reps = np.asarray(
-            fn(bootstrap_weighted_means(data, log_w, num_bootstrap=num_bootstrap, seed=seed))
+        reps = bootstrap_weighted_means(
+            data, log_w, chains=units, num_bootstrap=num_bootstrap, seed=seed
         )
+        reps = np.asarray(fn(reps))
         good = np.all(np.isfinite(reps.reshape(reps.shape[0], -1)), axis=1)
         reps = reps[good]
         err = np.std(reps, axis=0, ddof=1) if reps.shape[0] > 1 else np.full_like(raw, np.nan)
@@ -279,6 +352,7 @@ def summarize_moments(
         num_bootstrap=int(num_bootstrap),
         seed=int(seed),
         raw_error_method=method,
+        num_chains=num_chains,
     )
 
 
@@ -286,6 +360,7 @@ def summarize_observable(
     values: Real[ArrayLike, "r ..."],
     log_weights: LogWeights | None = None,
     *,
+    chains: Real[ArrayLike, " r"] | None = None,
     name: str = "observable",
     num_bootstrap: int = 1000,
     confidence: float = 0.95,
@@ -305,6 +380,10 @@ def summarize_observable(
       non-finite samples and reports how many it used).
     - `log_weights`: log importance weights `(R,)` (non-finite means weight 0), a
       `ReweightResult`, or `None` for the raw mean only.
+    - `chains`: the chain label of each sample `(R,)` for correlated samples (Monte Carlo
+      data: `Dataset.extra["chain"]`): the standard error and the bootstrap then take the
+      chains as the independent units. `None` (default): the samples are independent, as
+      generated flow samples are.
     - `name`: label carried into the summary.
     - `num_bootstrap`: bootstrap resamples for the reweighted error.
     - `confidence`: coverage of the percentile interval (`reweighted_low`, `reweighted_high`).
@@ -318,6 +397,7 @@ def summarize_observable(
     summary = summarize_moments(
         data,
         log_weights,
+        chains=chains,
         name=name,
         num_bootstrap=num_bootstrap,
         confidence=confidence,

@@ -35,6 +35,7 @@ def energy_per_particle(
     num_particles: int,
     log_weights: LogWeights | None = None,
     *,
+    chains: Real[ArrayLike, " r"] | None = None,
     num_bootstrap: int = 1000,
     confidence: float = 0.95,
     seed: int = 0,
@@ -46,6 +47,9 @@ def energy_per_particle(
     - `energy`: total potential energy of each sample, shape `(R,)`.
     - `num_particles`: `N`.
     - `log_weights`: log importance weights `(R,)`, a `ReweightResult`, or `None`.
+    - `chains`: the chain label of each sample `(R,)` when samples of a chain are correlated
+      (Monte Carlo data: `Dataset.extra["chain"]`); the error then comes from the scatter of
+      the chains. `None`: independent samples (generated flow samples).
     - `num_bootstrap`, `confidence`, `seed`: bootstrap settings (`summarize_observable`).
 
     **Returns:**
@@ -56,6 +60,7 @@ def energy_per_particle(
     return summarize_observable(
         u,
         log_weights,
+        chains=chains,
         name="u",
         num_bootstrap=num_bootstrap,
         confidence=confidence,
@@ -69,6 +74,7 @@ def specific_heat(
     temperature: float | int | Real[ArrayLike, ""],
     log_weights: LogWeights | None = None,
     *,
+    chains: Real[ArrayLike, " r"] | None = None,
     num_bootstrap: int = 1000,
     confidence: float = 0.95,
     seed: int = 0,
@@ -87,6 +93,9 @@ def specific_heat(
     - `num_particles`: `N`.
     - `temperature`: `T > 0` of the ensemble.
     - `log_weights`: log importance weights `(R,)`, a `ReweightResult`, or `None`.
+    - `chains`: the chain label of each sample `(R,)` when samples of a chain are correlated
+      (Monte Carlo data: `Dataset.extra["chain"]`); the bootstrap then resamples whole
+      chains. `None`: independent samples (generated flow samples).
     - `num_bootstrap`, `confidence`, `seed`: bootstrap settings (`summarize_observable`).
 
     **Returns:**
@@ -108,6 +117,7 @@ def specific_heat(
     return summarize_moments(
         moments,
         log_weights,
+        chains=chains,
         statistic=statistic,
         name="c_v",
         num_bootstrap=num_bootstrap,

@@ -168,9 +168,25 @@ def _agreement(run_u: dict[str, Any], ref_u: dict[str, Any], ess: float) -> dict
     return out
 
 
+def _reference_chains(ref: Dataset) -> np.ndarray | None:
+    """The chain of each reference sample when the data record two or more chains (Monte
+    Carlo data from `mflows generate`): the independent units of its error bars."""
+    chains = ref.extra.get("chain")
+    return chains if chains is not None and np.unique(chains).size >= 2 else None
+
+
 def _reference_u(ref: Dataset, num_bootstrap: int, seed: int):
     n = ref.num_particles
     plain = energy_per_particle(ref.energy, n, num_bootstrap=num_bootstrap, seed=seed)
+    chains = _reference_chains(ref)
+    if chains is not None:
+        u = energy_per_particle(ref.energy, n, chains=chains)
+        return {
+            "value": u.raw,
+            "error": u.raw_err,
+            "error_method": f"standard error over the {u.num_chains} Monte Carlo chains",
+            "naive_error": plain.raw_err,
+        }
     diag = ref.metadata.get("diagnostics", {}) if isinstance(ref.metadata, dict) else {}
     mc = diag.get("energy_per_particle") if isinstance(diag, dict) else None
     if (
@@ -287,9 +303,11 @@ def evaluate_runs(
     and reweighted with bootstrap errors (`energy_per_particle`, `specific_heat`), the share
     of samples above twice the largest reference energy (`high_energy_fraction`), the ESS of
     the first R' samples for log-spaced R', and whether the reweighted u agrees with the
-    reference within error bars (only claimed when ESS > 100). The reference's own u (error
-    from its Monte Carlo metadata when present, else a naive standard error, said so) and c_v
-    (bootstrap, assumes independent samples) are reported too.
+    reference within error bars (only claimed when ESS > 100). The reference's own u and c_v
+    are reported too, with errors that take its Monte Carlo chains as the independent units
+    when the data record them (`extra["chain"]`: the standard error over chains, the
+    bootstrap over whole chains); otherwise u's error comes from the Monte Carlo metadata
+    when present, else (like c_v's) it assumes independent samples, and the report says so.
 
     Files written to `out_dir` (each atomically; inputs are all checked before anything is
     computed or written): `report.json`, `summary.md`, `rdf.png` (g_ab(r) raw / reweighted /
@@ -375,7 +393,14 @@ def evaluate_runs(
     # ---- reference
     n = ref.num_particles
     ref_u = _reference_u(ref, num_bootstrap, seed)
-    ref_cv = specific_heat(ref.energy, n, temperature, num_bootstrap=num_bootstrap, seed=seed)
+    ref_cv = specific_heat(
+        ref.energy,
+        n,
+        temperature,
+        chains=_reference_chains(ref),
+        num_bootstrap=num_bootstrap,
+        seed=seed,
+    )
     threshold = high_energy_threshold(ref.energy)
     ref_rdf = radial_distribution(ref.positions, ref.species, ref.box, num_bins=rdf_bins)
     ref_hist = energy_histogram(ref.energy, ref.energy, num_particles=n, bins=energy_bins)
@@ -402,7 +427,9 @@ def evaluate_runs(
                 "value": ref_cv.raw,
                 "error": ref_cv.raw_err,
                 "error_method": (
-                    "bootstrap over reference samples: assumes independent samples "
+                    f"bootstrap over the {ref_cv.num_chains} Monte Carlo chains"
+                    if ref_cv.num_chains
+                    else "bootstrap over reference samples: assumes independent samples "
                     "(correlated Monte Carlo samples make it too small)"
                 ),
             },
