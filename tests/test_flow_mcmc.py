@@ -67,20 +67,21 @@ class WrappedGaussianParticles(mf.AbstractLikelihood):
 
     space: mf.ParticleSpace
     base: mf.UniformBase
-    centre: Float[Array, " d"]
+    centre: Float[Array, "n d"]
     scale: float = eqx.field(static=True)
 
     def __init__(self, space: mf.ParticleSpace, centre, scale: float):
+        # one centre for all particles (invariant), or one per particle (not invariant)
         self.space = space
         self.base = mf.UniformBase(space)
-        self.centre = jnp.asarray(centre)
+        self.centre = jnp.broadcast_to(jnp.asarray(centre), space.point_shape)
         self.scale = float(scale)
 
     def sample_and_log_prob(
         self, key: PRNGKeyArray, args: PyTree
     ) -> tuple[Shaped[Array, "..."], Float[Array, ""]]:
         z = jax.random.normal(key, self.space.point_shape, dtype=self.centre.dtype)
-        x = jnp.mod(self.centre[None, :] + self.scale * z, L)
+        x = jnp.mod(self.centre + self.scale * z, L)
         return x, self.log_prob(x, args)
 
     def log_prob(
@@ -88,7 +89,7 @@ class WrappedGaussianParticles(mf.AbstractLikelihood):
     ) -> Float[Array, ""]:
         x = jnp.mod(jnp.asarray(x), L)
         images = jnp.arange(-6, 7, dtype=x.dtype) * L
-        u = (x - self.centre[None, :])[..., None] + images[None, None, :]
+        u = (x - self.centre)[..., None] + images[None, None, :]
         log_terms = -0.5 * (u / self.scale) ** 2 - 0.5 * jnp.log(2 * jnp.pi * self.scale**2)
         return jnp.sum(jax.scipy.special.logsumexp(log_terms, axis=-1))
 
@@ -260,6 +261,18 @@ def test_equivariant_flow_is_invariant_under_permutations_within_a_species():
     assert abs(values[0] - (-n * np.log(box**2))) > 1e-2  # not the uniform density
     np.testing.assert_allclose(values[1:3], values[0], rtol=0, atol=1e-9)
     assert abs(values[3] - values[0]) > 1e-3
+
+
+def test_label_invariance_check():
+    """`check_label_invariance` passes an invariant model and refuses one whose particles have
+    their own centres (what a non-equivariant flow looks like to it)."""
+    x = np.asarray([[0.3, 0.4], [2.0, 1.1]])
+    species = np.asarray([0, 0])
+    assert mf.check_label_invariance(GOOD, x, species) < 1e-12
+    own = WrappedGaussianParticles(SPACE, [[0.5, 0.5], [2.0, 2.0]], 0.5)
+    with pytest.raises(ValueError, match="permuted"):
+        mf.check_label_invariance(own, x, species)
+    mf.check_label_invariance(own, x, np.asarray([0, 1]))  # nothing to permute: no claim
 
 
 # ----------------------------------------------------------------------------- bookkeeping

@@ -36,6 +36,7 @@ from .flow_mcmc import (
 from .flow_moves import (
     FlowMoves as FlowMoves,
     canonicalize as canonicalize,
+    check_label_invariance as check_label_invariance,
     flow_block as flow_block,
     flow_log_weight as flow_log_weight,
     flow_step as flow_step,
@@ -92,6 +93,7 @@ __all__ = [
     "canonicalize",
     "chain_agreement",
     "chain_sweep",
+    "check_label_invariance",
     "checkpoint_dir_for",
     "contact_distances",
     "draw_sweep",

@@ -13,7 +13,7 @@ from .._flow import AbstractLikelihood
 from .._io import Dataset
 from .config import MCConfig
 from .engine import MCResult
-from .flow_moves import FlowMoves
+from .flow_moves import FlowMoves, check_label_invariance
 from .generate import generate_dataset
 from .proposals import AbstractProposals, ArrayProposals
 
@@ -92,6 +92,7 @@ def flow_mcmc_dataset(
     proposal_batch: int = 64,
     chunk_size: int | None = 1,
     eval_batch: int = 16,
+    check_invariance: bool = True,
     **options: Any,
 ) -> MCResult:
     """Flow-augmented Monte Carlo written as a dataset: `generate_dataset` (same files,
@@ -112,6 +113,9 @@ def flow_mcmc_dataset(
     - `proposals`: a proposal stream; default: drawn from `likelihood` in batches of
       `proposal_batch` with `proposal_seed` (`chunk_size` samples vmapped together).
     - `flow_every`, `flow_moves`, `eval_batch`: see `FlowMoves`.
+    - `check_invariance`: first check on one proposal that q is invariant under permutations
+      within a species (`check_label_invariance`, two `log_prob` calls), which the species
+      handling of flow moves needs.
     - `**options`: `generate_dataset` / `run_monte_carlo` options (`temperature`,
       `num_chains`, `samples_per_chain`, `sweeps_between`, `equilibration_sweeps`, ...).
 
@@ -123,7 +127,8 @@ def flow_mcmc_dataset(
     **Raises:**
 
     `ValueError` (before any sampling) when a finite proposal stream holds fewer proposals
-    than the run needs, besides the errors of `generate_dataset`.
+    than the run needs or q is not invariant under permutations within a species, besides
+    the errors of `generate_dataset`.
     """
     moves = FlowMoves(
         likelihood,
@@ -148,6 +153,9 @@ def flow_mcmc_dataset(
                 f"{moves.proposals.source} holds {have}; draw more samples, or make flow moves "
                 "rarer (--flow-every) or fewer (--chains, --samples-per-chain)."
             )
+    if check_invariance:
+        first, _ = moves.proposals.take(0, 1)
+        check_label_invariance(likelihood, first[0], system.species)
     return generate_dataset(system, out, key=key, extra_moves=moves, **options)
 
 

@@ -142,6 +142,48 @@ def _canonical_batch(
     return jax.vmap(canonicalize)(positions, species)
 
 
+def check_label_invariance(
+    likelihood: AbstractLikelihood,
+    positions: np.ndarray,
+    species: np.ndarray,
+    *,
+    atol: float = 1e-3,
+) -> float:
+    """Check that `likelihood` gives the same log q to a configuration and to its particles
+    permuted within each species (each species' particles in reverse order), the property the
+    species handling of flow moves rests on (see `canonicalize`).
+
+    **Arguments:**
+
+    - `likelihood`: the model q.
+    - `positions`: one `(n, d)` configuration (e.g. a proposal).
+    - `species`: the sorted `(n,)` species vector the model samples with.
+    - `atol`: the largest difference of log q accepted (solver round-off is far below it; a
+      model that is not invariant differs by order one).
+
+    **Returns:**
+
+    The absolute difference of the two log q.
+
+    **Raises:**
+
+    `ValueError` when it exceeds `atol`.
+    """
+    species = np.asarray(species)
+    order = np.concatenate([np.nonzero(species == s)[0][::-1] for s in np.unique(species)])
+    x = np.asarray(positions)
+    batch = jnp.asarray(np.stack([x, x[order]]), dtype=jnp.result_type(float))
+    values = np.asarray(log_prob_batch(likelihood, batch, jnp.asarray(species, jnp.int32)))
+    gap = float(abs(values[1] - values[0]))
+    if not gap <= atol:  # NaN fails too
+        raise ValueError(
+            f"the model's log q changes by {gap:.3g} (> {atol:g}) when particles of one species "
+            "are permuted; flow moves need a q invariant under such permutations (an "
+            "equivariant flow, e.g. the torus EGNN of eRSI, not the RSI baseline's MLP)."
+        )
+    return gap
+
+
 class FlowMoves(AbstractExtraMoves):
     """Flow moves interleaved with the local sweeps of `run_monte_carlo` (pass it as
     `extra_moves`).
