@@ -212,7 +212,10 @@ def fit(
     epoch to epoch (evaluated with the EMA and the raw weights at every epoch end).
 
     Every random draw is a function of (key, step), so a run interrupted and resumed from its
-    checkpoint ends with the same parameters as an uninterrupted one.
+    checkpoint ends with the same parameters as an uninterrupted one, and writes the same
+    metrics records: the checkpoint holds the steps averaged since the last record, and a
+    record is written before the checkpoint of its step (a resumed run drops the records past
+    its checkpoint and writes them again).
 
     **Arguments:**
 
