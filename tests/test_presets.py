@@ -6,6 +6,7 @@ import warnings
 import numpy as np
 import pytest
 
+import manifold_flows as mf
 from manifold_flows import (
     FlatTorus,
     ImageConventionWarning,
@@ -167,3 +168,20 @@ def test_consistent_density_and_box_are_accepted():
         "ka3", num_particles=44, composition=[20, 12, 12], density=1.1920748468939728, box=6.075396
     )
     assert system.density == pytest.approx(1.1920748468939728, rel=1e-6)
+
+
+def test_image_warning_only_when_the_user_departs_from_the_preset_convention():
+    # ipl-n10: L/2 = 2.236 < rc; the preset is defined with minimum images (the reference
+    # data's convention), so asking for it is not news; 'all' (a different Hamiltonian) and a
+    # custom model, whose convention no preset names, are told.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ImageConventionWarning)
+        system = get_system("ipl-n10")
+    assert system.images == "minimum"
+    with pytest.warns(ImageConventionWarning, match="images='all' is in force"):
+        get_system("ipl-n10", images="all")
+    with pytest.warns(ImageConventionWarning, match="images='minimum' is in force"):
+        make_system("ipl", num_particles=10, composition=[5, 5], density=0.5)
+    # the note is still recorded for the samples' metadata
+    _, note = mf.resolve_system("ipl-n10", box=system.box, species=system.species)
+    assert "images='minimum' is in force" in note

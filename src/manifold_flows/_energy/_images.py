@@ -52,14 +52,13 @@ def image_shifts(
     return shifts, np.all(n == 0, axis=1)
 
 
-def warn_if_short_box(
-    lengths: tuple[float, ...], max_cutoff: float, images: str, who: str, stacklevel: int = 3
-) -> bool:
-    """Warn (`ImageConventionWarning`) when half the shortest box side is below `max_cutoff`,
-    naming the convention in force and the alternative. Returns whether it warned."""
+def short_box_note(lengths: tuple[float, ...], max_cutoff: float, images: str, who: str) -> str:
+    """The sentence that says which image convention is in force and how to choose the other,
+    when half the shortest box side is below `max_cutoff` (so the choice changes the energy);
+    `""` otherwise."""
     half = 0.5 * min(lengths)
     if half >= max_cutoff:
-        return False
+        return ""
     if images == "minimum":
         told = (
             "images='minimum' is in force: each pair interacts through its nearest image only "
@@ -72,10 +71,19 @@ def warn_if_short_box(
             "exact periodic system); pass images='minimum' for the nearest-image convention of "
             "the published reference data (a different Hamiltonian)"
         )
-    warnings.warn(
+    return (
         f"{who}: half the shortest box side ({half:.6g}) is below the largest cutoff "
-        f"({max_cutoff:.6g}), so the image convention matters; {told}.",
-        ImageConventionWarning,
-        stacklevel=stacklevel,
+        f"({max_cutoff:.6g}), so the image convention matters; {told}."
     )
-    return True
+
+
+def warn_if_short_box(
+    lengths: tuple[float, ...], max_cutoff: float, images: str, who: str, stacklevel: int = 3
+) -> bool:
+    """Warn (`ImageConventionWarning`) when half the shortest box side is below `max_cutoff`,
+    naming the convention in force and the alternative (`short_box_note`). Returns whether it
+    warned."""
+    note = short_box_note(lengths, max_cutoff, images, who)
+    if note:
+        warnings.warn(note, ImageConventionWarning, stacklevel=stacklevel)
+    return bool(note)

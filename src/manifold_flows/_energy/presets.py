@@ -208,6 +208,8 @@ _MODELS: dict[str, _Model] = {
     ),
 }
 
+#: The image convention every preset is defined with: that of the published reference data.
+PRESET_IMAGES = "minimum"
 _PRESETS: dict[str, dict[str, Any]] = {
     "ipl-n10": dict(model="ipl", num_particles=10, composition={"A": 5, "B": 5}),
     "ipl-n44": dict(model="ipl", num_particles=44, composition={"A": 22, "B": 22}),
@@ -246,8 +248,11 @@ def get_system(
     - `name`: one of `list_systems()`.
     - `temperature`: overrides the preset's default temperature (must be positive).
     - `images`: periodic-image convention, `"minimum"` (default, as in the reference data) or
-      `"all"`. When half the box is shorter than a cutoff (e.g. `ipl-n10`) an
-      `ImageConventionWarning` says which one is in force.
+      `"all"`. Every preset is defined with the minimum-image convention (`PRESET_IMAGES`),
+      the one of the published reference data. When half the box is shorter than a cutoff
+      (e.g. `ipl-n10`) the choice changes the energy: `images="all"` then warns with an
+      `ImageConventionWarning` naming the convention in force; the preset's own convention
+      does not (the preset names it).
 
     **Returns:**
 
@@ -262,7 +267,14 @@ def get_system(
         )
     spec = dict(_PRESETS[name])
     model = spec.pop("model")
-    return _make_system(model, name=name, temperature=temperature, images=images, **spec)
+    return _make_system(
+        model,
+        name=name,
+        temperature=temperature,
+        images=images,
+        warn_images=images != PRESET_IMAGES,
+        **spec,
+    )
 
 
 def make_system(
@@ -336,9 +348,11 @@ def _make_system(
     temperature=None,
     displacement=None,
     swap_pairs=None,
+    warn_images=True,
     **params,
 ) -> ParticleSystem:
-    # called by `make_system` and `get_system` only, so the warning points at the user's line
+    # called by `make_system` and `get_system` only, so the warning points at the user's line;
+    # `warn_images=False`: the convention is the preset's documented one, no warning.
     if model not in _MODELS:
         raise ValueError(
             f"unknown model {model!r}; choose one of {', '.join(list_models())} (or a preset "
@@ -364,7 +378,10 @@ def _make_system(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ImageConventionWarning)
         energy = spec.potential(torus, images=images, **pot)
-    warn_if_short_box(torus.lengths, energy.max_cutoff(), images, f"system {label!r}", stacklevel=4)
+    if warn_images:
+        warn_if_short_box(
+            torus.lengths, energy.max_cutoff(), images, f"system {label!r}", stacklevel=4
+        )
     t = spec.temperature if temperature is None else _check_temperature(temperature)
     step = spec.displacement if displacement is None else float(displacement)
     if swap_pairs is None:

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from .._energy import ImageConventionWarning, ParticleSystem, get_system, list_systems, make_system
+from .._energy._images import short_box_note
 
 #: Model names written by other simulation codes (lower case) -> the model of `make_system`.
 #: "BHHP" is the binary inverse-power-law mixture of the reference data (atooms `model:`),
@@ -80,9 +81,13 @@ def resolve_system(
                 f"cannot tell which energy the system {label!r} has (known: {known}); pass the "
                 "system explicitly (system=get_system(...) or make_system(...))."
             )
-    note = " ".join(
-        str(w.message) for w in caught if issubclass(w.category, ImageConventionWarning)
+    # The note is recorded whenever the convention matters; the warning reaches the caller only
+    # where it must be told (a convention other than the preset's own, or a custom model).
+    note = short_box_note(
+        system.torus.lengths, system.energy.max_cutoff(), system.images, f"system {label!r}"
     )
+    for w in caught:
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     check_system(system, box=box, species=species, what=f"system {label!r}")
     return system, note
 
