@@ -282,15 +282,15 @@ def kill_after_checkpoint(monkeypatch, at_step):
     monkeypatch.setattr(fit_module, "save_train_checkpoint", save_then_die)
 
 
-def kill_at_record(monkeypatch, at_step, *, written):
+def kill_at_record(monkeypatch, at_step, *, written, signal=Killed):
     real = fit_module.MetricsLog.write
 
     def write_or_die(self, record):
         if record["step"] == at_step and not written:
-            raise Killed
+            raise signal
         real(self, record)
         if record["step"] == at_step:
-            raise Killed
+            raise signal
 
     monkeypatch.setattr(fit_module.MetricsLog, "write", write_or_die)
 
@@ -305,6 +305,15 @@ def kill_at_record(monkeypatch, at_step, *, written):
         pytest.param(lambda mp: kill_after_checkpoint(mp, 6), id="after-checkpoint-of-a-record"),
         pytest.param(lambda mp: kill_at_record(mp, 6, written=False), id="before-record"),
         pytest.param(lambda mp: kill_at_record(mp, 6, written=True), id="after-record"),
+        # Ctrl-C checkpoints the state it reached: not while a record of that state is unsure
+        pytest.param(
+            lambda mp: kill_at_record(mp, 8, written=True, signal=KeyboardInterrupt),
+            id="ctrl-c-after-record",
+        ),
+        pytest.param(
+            lambda mp: kill_at_record(mp, 8, written=False, signal=KeyboardInterrupt),
+            id="ctrl-c-before-record",
+        ),
     ],
 )
 def test_killed_then_resumed_run_writes_the_uninterrupted_records(
@@ -314,7 +323,7 @@ def test_killed_then_resumed_run_writes_the_uninterrupted_records(
     seed_key = jax.random.key(WINDOW_CONFIG.seed)
     assert not np.array_equal(jax.random.key_data(RUN_KEY), jax.random.key_data(seed_key))
     kill(monkeypatch)
-    with pytest.raises(Killed):
+    with pytest.raises((Killed, KeyboardInterrupt)):
         fit_window_run(tmp_path, key=RUN_KEY)
     monkeypatch.undo()
     # resumed without a key: the run's own key is the one saved in the run directory

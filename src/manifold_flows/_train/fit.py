@@ -387,6 +387,10 @@ def fit(
         )
         last_ckpt_step = step_now
 
+    def record_due(done: int) -> bool:
+        """Whether a metrics record is written after step `done`."""
+        return done % config.log_every == 0 or done % steps_per_epoch == 0 or done == total_steps
+
     history: list[dict[str, Any]] = []
     start = int(state.step)
     initial_val = None
@@ -449,7 +453,7 @@ def fit(
             timed_steps += 1
             epoch_end = done % steps_per_epoch == 0
             due = epoch_end or (config.checkpoint_every and done % config.checkpoint_every == 0)
-            if done % config.log_every == 0 or epoch_end or done == total_steps:
+            if record_due(done):
                 elapsed = time.perf_counter() - window_start
                 mean_loss, mean_gn = window.means()
                 record = {
@@ -480,7 +484,11 @@ def fit(
             elif due:
                 checkpoint(state, last_val, window)
     except KeyboardInterrupt:
-        if run_dir is not None and int(state.step) != last_ckpt_step:
+        # Checkpoint the state reached, unless its record is due and may be half-written (the
+        # window is emptied only after the write): then the previous checkpoint is the place to
+        # resume from, and the resumed run writes that record again.
+        unsure = window.num_steps > 0 and record_due(int(state.step))
+        if run_dir is not None and int(state.step) != last_ckpt_step and not unsure:
             checkpoint(state, last_val, window)
         raise
     finally:
