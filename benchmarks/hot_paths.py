@@ -309,6 +309,47 @@ def sample(spec, p: Problem) -> Job:
     )
 
 
+# ---------------------------------------------------------------------------- kernel field
+def kernel(spec, p: Problem) -> Job:
+    """The kernel field (`KernelField`, 32 radial kernels, time network of width 32, cutoff
+    L/2), float32: `velocity` and `divergence` (velocity + closed-form divergence) on a batch
+    of 256 configurations, per configuration; `sample`: one sample with exact log q through
+    `ContinuousFlow` (Dopri5 at 1e-5), like the `sample` path of the EGNN."""
+    field = mf.KernelField(p.torus, p.num_species, key=jax.random.key(SEED), dtype=jnp.float32)
+    species, impl = p.species, spec["impl"]
+    info = {"field": "KernelField", "kernel_parameters": mf.count_parameters(field)}
+    if impl == "sample":
+        flow = mf.ContinuousFlow(p.space, field, rtol=1e-5, atol=1e-5, dtype="float32")
+        dynamic, static = eqx.partition(flow, eqx.is_array)
+
+        def draw(dynamic, key):
+            solution = eqx.combine(dynamic, static).sample_solution(key, species)
+            return solution.x1, solution.log_q, solution.stats.num_fn_evals
+
+        return Job(
+            jax.jit(draw),
+            (dynamic, jax.random.key(SEED + 5)),
+            1,
+            "sample",
+            info,
+            summarise=lambda out: {"nfe": int(out[2]), "log_q": float(out[1])},
+        )
+    k_x, k_t = jax.random.split(jax.random.key(SEED + 1))
+    x = _points(p, k_x, FORWARD_BATCH)
+    t = jax.random.uniform(k_t, (FORWARD_BATCH,), dtype=jnp.float32)
+    params, static = eqx.partition(field, eqx.is_array)
+    if impl not in ("velocity", "divergence"):
+        raise ValueError(f"kernel has no implementation {impl!r} (velocity, divergence, sample).")
+
+    def fn(params, t, x):
+        f = eqx.combine(params, static)
+        if impl == "velocity":
+            return jax.vmap(f, in_axes=(0, 0, None))(t, x, species)
+        return jax.vmap(f.velocity_and_divergence, in_axes=(0, 0, None))(t, x, species)
+
+    return Job(jax.jit(fn), (params, t, x), FORWARD_BATCH, "config", info)
+
+
 def sample_batch(spec, p: Problem) -> Job:
     """`spec["count"]` samples with exact log q through `mf.sample(..., chunk_size=C)`, the
     implementation `chunk=C` (`chunk=auto`: the backend's default), Dopri5 at 1e-5, in
@@ -348,6 +389,7 @@ PATHS: dict[str, Callable[[dict, Problem], Job]] = {
     "scaling": divergence,  # the divergence at large N (memory study)
     "sample": sample,
     "sample_batch": sample_batch,
+    "kernel": kernel,
 }
 
 

@@ -14,6 +14,7 @@ from manifold_flows import (
     EuclideanEGNN,
     EuclideanTranslation,
     FlatTorus,
+    KernelField,
     OrthogonalGroup,
     PermutationWithinSpecies,
     TorusEGNN,
@@ -135,7 +136,12 @@ def test_mlp_rejects_a_different_number_of_particles(mlp):
 
 def test_build_field_builds_each_name(key):
     torus = FlatTorus(L, dim=2)
-    kinds = {"torus_egnn": TorusEGNN, "euclidean_egnn": EuclideanEGNN, "mlp": AngleMLP}
+    kinds = {
+        "torus_egnn": TorusEGNN,
+        "euclidean_egnn": EuclideanEGNN,
+        "mlp": AngleMLP,
+        "kernel": KernelField,
+    }
     assert set(FIELD_NAMES) == set(kinds)
     for name, kind in kinds.items():
         field = build_field(
@@ -164,7 +170,7 @@ def test_build_field_options_reach_the_field(key):
 
 def test_build_field_errors(key):
     torus = FlatTorus(L, dim=2)
-    with pytest.raises(ValueError, match="torus_egnn, euclidean_egnn, mlp"):
+    with pytest.raises(ValueError, match="torus_egnn, euclidean_egnn, mlp, kernel"):
         build_field("egnn", torus_or_dim=torus, num_particles=6, num_species=2, key=key)
     with pytest.raises(TypeError, match="FlatTorus"):
         build_field("torus_egnn", torus_or_dim=2, num_particles=6, num_species=2, key=key)

@@ -1,5 +1,8 @@
 from .angle_mlp import AngleMLP as AngleMLP
-from .base import AbstractVectorField as AbstractVectorField
+from .base import (
+    AbstractFieldWithDivergence as AbstractFieldWithDivergence,
+    AbstractVectorField as AbstractVectorField,
+)
 from .batch import (
     DEFAULT_CHUNK_SIZE as DEFAULT_CHUNK_SIZE,
     evaluate_batch as evaluate_batch,
@@ -10,14 +13,17 @@ from .build import (
     count_parameters as count_parameters,
 )
 from .euclidean_egnn import EuclideanEGNN as EuclideanEGNN
+from .kernel import KernelField as KernelField
 from .torus_egnn import TorusEGNN as TorusEGNN
 
 __all__ = [
     "DEFAULT_CHUNK_SIZE",
     "FIELD_NAMES",
+    "AbstractFieldWithDivergence",
     "AbstractVectorField",
     "AngleMLP",
     "EuclideanEGNN",
+    "KernelField",
     "TorusEGNN",
     "build_field",
     "count_parameters",

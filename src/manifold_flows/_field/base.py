@@ -35,3 +35,27 @@ class AbstractVectorField(eqx.Module):
 
         A tangent vector at `x` with the shape of `x`.
         """
+
+
+class AbstractFieldWithDivergence(AbstractVectorField):
+    """Capability marker: a vector field that computes its own divergence in closed form.
+
+    `ContinuousFlow` integrates such a field with `FieldDivergence` by default: one call of
+    `velocity_and_divergence` per step instead of the generic exact divergence (`N d`
+    tangent passes). Only for flat spaces (the torus, Euclidean space), where the divergence
+    is the trace of the Jacobian.
+    """
+
+    @abc.abstractmethod
+    def velocity_and_divergence(
+        self, t: Float[Array, ""] | float, x: Shaped[Array, "..."], args: PyTree
+    ) -> tuple[Shaped[Array, "..."], Float[Array, ""]]:
+        """The field and its divergence at one point.
+
+        **Arguments:** as for `__call__`.
+
+        **Returns:**
+
+        `(v, div)`: `v == self(t, x, args)` and the exact divergence
+        `div v = sum_k dv_k / dx_k` (the trace of the Jacobian) at `x`.
+        """

@@ -9,10 +9,11 @@ from .._manifold import FlatTorus
 from .angle_mlp import AngleMLP
 from .base import AbstractVectorField
 from .euclidean_egnn import EuclideanEGNN
+from .kernel import KernelField
 from .torus_egnn import TorusEGNN
 
 #: The names `build_field` accepts, with the field each one builds.
-FIELD_NAMES: tuple[str, ...] = ("torus_egnn", "euclidean_egnn", "mlp")
+FIELD_NAMES: tuple[str, ...] = ("torus_egnn", "euclidean_egnn", "mlp", "kernel")
 
 
 def build_field(
@@ -25,6 +26,8 @@ def build_field(
     depth: int = 3,
     attention: bool = True,
     tanh_bound: bool | float = True,
+    num_kernels: int = 32,
+    cutoff: float | None = None,
     dtype=None,
     key: PRNGKeyArray,
 ) -> AbstractVectorField:
@@ -32,15 +35,19 @@ def build_field(
 
     **Arguments:**
 
-    - `name`: `"torus_egnn"` (`TorusEGNN`, eRSI), `"euclidean_egnn"` (`EuclideanEGNN`, eFM) or
-      `"mlp"` (`AngleMLP`, RSI).
+    - `name`: `"torus_egnn"` (`TorusEGNN`, eRSI), `"euclidean_egnn"` (`EuclideanEGNN`, eFM),
+      `"mlp"` (`AngleMLP`, RSI) or `"kernel"` (`KernelField` on the torus: pairwise radial
+      kernels with a closed-form divergence).
     - `torus_or_dim`: the `FlatTorus` of the data. `"euclidean_egnn"` also accepts a plain
       dimension `d` (it ignores periodicity and only uses the torus' dimension).
     - `num_particles`: the number of particles (used by `"mlp"`, whose input size depends on
       it; the EGNNs work for any number).
     - `num_species`: the number of species labels.
     - `width`, `depth`: hidden width and number of layers.
-    - `attention`, `tanh_bound`: EGNN options (see `TorusEGNN`); ignored by `"mlp"`.
+    - `attention`, `tanh_bound`: EGNN options (see `TorusEGNN`); ignored by `"mlp"` and
+      `"kernel"`.
+    - `num_kernels`, `cutoff`: `KernelField` options (radial basis functions, their range:
+      default half the box); `width` is then that of its time network and `depth` is unused.
     - `dtype`: parameter dtype (default: JAX's default float dtype).
     - `key`: PRNG key for the initialisation.
 
@@ -73,6 +80,16 @@ def build_field(
         raise TypeError(
             f"build_field({name!r}) needs `torus_or_dim` to be the FlatTorus of the data; got "
             f"{torus_or_dim!r}. Build it with FlatTorus(box_length, dim=2)."
+        )
+    if name == "kernel":
+        return KernelField(
+            torus_or_dim,
+            num_species,
+            cutoff=cutoff,
+            num_kernels=num_kernels,
+            width=width,
+            dtype=dtype,
+            key=key,
         )
     if name == "torus_egnn":
         return TorusEGNN(

@@ -10,6 +10,7 @@ from ._divergence import (
     AbstractDivergence as AbstractDivergence,
     AbstractStochasticDivergence as AbstractStochasticDivergence,
     ExactDivergence as ExactDivergence,
+    FieldDivergence as FieldDivergence,
     HutchinsonDivergence as HutchinsonDivergence,
 )
 from .audit import (
@@ -46,6 +47,7 @@ __all__ = [
     "ContinuousFlow",
     "DatasetBase",
     "ExactDivergence",
+    "FieldDivergence",
     "FlowSolution",
     "FlowStats",
     "GaussianBase",

@@ -25,6 +25,7 @@ from ._base_dist import GaussianBase, UniformBase
 from ._divergence import (
     AbstractStochasticDivergence,
     ExactDivergence,
+    FieldDivergence,
     HutchinsonDivergence,
     is_flat_embedded,
 )
@@ -177,12 +178,17 @@ def _deterministic(flow: ContinuousFlow) -> ContinuousFlow:
 
 
 def _like(flow: ContinuousFlow, space, field, base) -> ContinuousFlow:
-    """A flow on another space/field with the same solver configuration and dtype."""
+    """A flow on another space/field with the same solver configuration and dtype (and the
+    same divergence strategy, unless it is the flow's own field's closed form, which the
+    other field does not have: then the generic exact one)."""
+    divergence = _deterministic(flow).divergence
+    if isinstance(divergence, FieldDivergence):
+        divergence = ExactDivergence()
     return ContinuousFlow(
         space,
         field,
         base=base,
-        divergence=_deterministic(flow).divergence,
+        divergence=divergence,
         solver=flow.solver,
         rtol=flow.rtol,
         atol=flow.atol,

@@ -11,10 +11,17 @@ import jax.tree_util as jtu
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray, PyTree, Shaped
 
+from .._field.base import AbstractFieldWithDivergence
 from .._manifold import AbstractManifold
 from .._precision import EXACT_NAME
 from ._base_dist import AbstractBase, UniformBase
-from ._divergence import AbstractDivergence, AbstractStochasticDivergence, ExactDivergence
+from ._divergence import (
+    AbstractDivergence,
+    AbstractStochasticDivergence,
+    ExactDivergence,
+    FieldDivergence,
+    is_flat_embedded,
+)
 from ._solvers import evaluations, is_adaptive, make_solver
 from .base import AbstractLikelihood
 from .solution import SOLVE_FAILED, SOLVE_MAX_STEPS, SOLVE_OK, FlowSolution, FlowStats
@@ -77,8 +84,10 @@ class ContinuousFlow(AbstractLikelihood):
     - `space`: the manifold (e.g. `ParticleSpace(FlatTorus(L, dim=2), n)`).
     - `field`: the velocity, a callable `(t, x, args) -> v` (an `AbstractVectorField`).
     - `base`: the base distribution (default `UniformBase(space)`).
-    - `divergence`: an `AbstractDivergence` (default `ExactDivergence()`; use a stochastic
-      estimator only where a noisy log q is acceptable, never for importance weights).
+    - `divergence`: an `AbstractDivergence` (default: `FieldDivergence()` when the field
+      computes its own divergence in closed form (`AbstractFieldWithDivergence`, e.g.
+      `KernelField`) on a flat space, else `ExactDivergence()`; use a stochastic estimator
+      only where a noisy log q is acceptable, never for importance weights).
     - `solver`: a name (`"dopri5"`, `"tsit5"`, `"bosh3"`, `"heun"`, `"midpoint"`,
       `"ralston"`, `"euler"`, `"dopri8"`) or a diffrax explicit Runge-Kutta solver.
     - `rtol`, `atol`: tolerances of the adaptive PID step-size controller.
@@ -141,11 +150,19 @@ class ContinuousFlow(AbstractLikelihood):
                 f"ContinuousFlow: the base lives on points of shape {base.space.point_shape} "
                 f"but the flow's space has shape {space.point_shape}; build both on one space."
             )
-        divergence = ExactDivergence() if divergence is None else divergence
+        closed_form = isinstance(field, AbstractFieldWithDivergence) and is_flat_embedded(space)
+        if divergence is None:
+            divergence = FieldDivergence() if closed_form else ExactDivergence()
         if not isinstance(divergence, AbstractDivergence):
             raise TypeError(
                 "ContinuousFlow `divergence` must be an AbstractDivergence (ExactDivergence(), "
                 f"HutchinsonDivergence(...)); got {type(divergence)}."
+            )
+        if isinstance(divergence, FieldDivergence) and not closed_form:
+            raise ValueError(
+                "ContinuousFlow: FieldDivergence needs a field that computes its own divergence "
+                f"(an AbstractFieldWithDivergence, e.g. KernelField) on a flat space; got "
+                f"{type(field).__name__} on {type(space).__name__}. Use ExactDivergence()."
             )
         solver = make_solver(solver)
         for name, value in (("rtol", rtol), ("atol", atol)):
@@ -293,14 +310,16 @@ class ContinuousFlow(AbstractLikelihood):
         on the manifold it is the field itself)."""
         t = jnp.asarray(t, self.dtype)
         z = self.space.project(x)
+        return self.space.project_tangent(z, self._with_precision(self.field, t, z, args))
+
+    def _with_precision(self, fn: Callable, *inputs):
+        """`fn(*inputs)` traced with this flow's matrix-product precision."""
         if self.matmul_precision is None:
-            v = self.field(t, z, args)
-        else:
-            # Trace-time setting: every product traced inside the field (and, through its
-            # JVP rule, inside the divergence's tangent passes) carries this precision.
-            with jax.default_matmul_precision(self.matmul_precision):
-                v = self.field(t, z, args)
-        return self.space.project_tangent(z, v)
+            return fn(*inputs)
+        # Trace-time setting: every product traced inside `fn` (and, through its JVP rule,
+        # inside the divergence's tangent passes) carries this precision.
+        with jax.default_matmul_precision(self.matmul_precision):
+            return fn(*inputs)
 
     def velocity_and_divergence(
         self,
@@ -312,6 +331,13 @@ class ContinuousFlow(AbstractLikelihood):
         """The augmented vector field `(v, div v)` at one point, with this flow's divergence
         strategy (`probe` from `divergence.init_probe`; `None` for the exact one)."""
         t = jnp.asarray(t, self.dtype)
+        if isinstance(self.divergence, FieldDivergence):
+            # The field's closed form. On a flat space the tangent projector is the identity
+            # and the wrap onto the torus has the identity derivative, so this is `tr J` of
+            # the velocity the solver integrates.
+            z = self.space.project(x)
+            v, div = self._with_precision(self.field.velocity_and_divergence, t, z, args)
+            return v, jnp.asarray(div, self.dtype)
         v, div = self.divergence(lambda z: self.velocity(t, z, args), x, probe, self.space)
         return v, jnp.asarray(div, self.dtype)
 

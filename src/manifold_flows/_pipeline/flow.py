@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from .._flow import BoxUniformBase, ContinuousFlow, ExactDivergence, UniformBase
+from .._flow import BoxUniformBase, ContinuousFlow, UniformBase
 from .._manifold import FlatTorus, ParticleSpace
 from .._train import TrainedRun
 
@@ -20,7 +20,9 @@ def flow_for_run(
     max_steps: int = 4096,
     dtype: str = "float64",
 ) -> ContinuousFlow:
-    """The continuous normalizing flow of a trained run, with the exact divergence.
+    """The continuous normalizing flow of a trained run, with an exact divergence: the
+    field's closed form where it has one (`KernelField`: `FieldDivergence`), otherwise
+    `ExactDivergence`.
 
     The base is the uniform distribution on the run's box for every particle (normalised):
     on the torus (`UniformBase`) for torus flows (eRSI, RSI), or on the box seen as a region
@@ -47,7 +49,7 @@ def flow_for_run(
         run.space,
         run.field,
         base=base,
-        divergence=ExactDivergence(),
+        divergence=None,  # the flow's default: closed form if the field has one, else exact
         solver=solver,
         rtol=rtol,
         atol=atol,

@@ -132,8 +132,9 @@ class ModelConfig:
     """How to build the vector field (`manifold_flows.build_field`), recorded with a run so
     that `load_run` can rebuild it.
 
-    **Fields:** `field` (`"torus_egnn"`, `"euclidean_egnn"` or `"mlp"`), `width`, `depth`,
-    `attention`, `tanh_bound` (`True`, `False` or the bound `C`).
+    **Fields:** `field` (`"torus_egnn"`, `"euclidean_egnn"`, `"mlp"` or `"kernel"`), `width`,
+    `depth`, `attention`, `tanh_bound` (`True`, `False` or the bound `C`); for `"kernel"`
+    (`KernelField`) also `num_kernels` and `cutoff` (default: half the box).
     """
 
     field: str = "torus_egnn"
@@ -141,6 +142,8 @@ class ModelConfig:
     depth: int = 3
     attention: bool = True
     tanh_bound: bool | float = True
+    num_kernels: int = 32
+    cutoff: float | None = None
 
     def __post_init__(self):
         from .._field import FIELD_NAMES
@@ -157,6 +160,9 @@ class ModelConfig:
                 f"ModelConfig.attention must be true or false; got {self.attention!r}."
             )
         object.__setattr__(self, "attention", bool(self.attention))
+        object.__setattr__(
+            self, "num_kernels", _check_int("ModelConfig", "num_kernels", self.num_kernels, 1)
+        )
 
     def build(self, torus, num_particles: int, num_species: int, *, key, dtype=None):
         """The field for particles in the box `torus` (a `FlatTorus`)."""
@@ -171,12 +177,20 @@ class ModelConfig:
             depth=self.depth,
             attention=self.attention,
             tanh_bound=self.tanh_bound,
+            num_kernels=self.num_kernels,
+            cutoff=self.cutoff,
             dtype=dtype,
             key=key,
         )
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        values = dataclasses.asdict(self)
+        if self.field != "kernel":
+            # The kernel options mean nothing to the other fields; leaving them out keeps the
+            # records of those runs as they were before the kernel field existed (and such
+            # runs resumable).
+            del values["num_kernels"], values["cutoff"]
+        return values
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "ModelConfig":
