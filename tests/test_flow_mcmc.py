@@ -68,14 +68,14 @@ class WrappedGaussianParticles(mf.AbstractLikelihood):
     space: mf.ParticleSpace
     base: mf.UniformBase
     centre: Float[Array, "n d"]
-    scale: float = eqx.field(static=True)
+    scale: Float[Array, ""]
 
     def __init__(self, space: mf.ParticleSpace, centre, scale: float):
         # one centre for all particles (invariant), or one per particle (not invariant)
         self.space = space
         self.base = mf.UniformBase(space)
         self.centre = jnp.broadcast_to(jnp.asarray(centre), space.point_shape)
-        self.scale = float(scale)
+        self.scale = jnp.asarray(scale, dtype=jnp.float64)  # an array: no recompilation
 
     def sample_and_log_prob(
         self, key: PRNGKeyArray, args: PyTree
@@ -174,7 +174,7 @@ def test_flow_move_ignores_the_order_of_labels():
 
 # ----------------------------------------------------------------------------- exact averages
 EXACT_U, EXACT_U2 = exact_moments()
-CHAINS, SAMPLES = 32, 150
+CHAINS, SAMPLES = 32, 100
 
 
 def run_flow_chains(likelihood, *, seed=0, every=1, moves=2, **options):
@@ -227,7 +227,7 @@ def test_averages_test_catches_a_broken_acceptance_rule(monkeypatch):
     monkeypatch.setattr(fm, "flow_log_weight", lambda u, log_q, t: -u / t + log_q)
     jax.clear_caches()
     try:
-        result, _ = run_flow_chains(BAD)
+        result, _ = run_flow_chains(BAD, samples_per_chain=60)
     finally:
         monkeypatch.undo()
         jax.clear_caches()
@@ -448,3 +448,52 @@ def test_cli_refuses_with_one_line(case, tiny_run, tmp_path):
     assert code == 2 and len(lines) == 1 and "Traceback" not in err, err
     assert expect in lines[0], lines[0]
     assert not out.exists()
+
+
+# ----------------------------------------------------------------------------- adaptive mode
+def _refit(model, samples: mf.Dataset, round_: int):
+    """Adapt the wrapped Gaussian to the chains' samples: its width becomes the root mean
+    square minimum-image distance of the particles from its centre."""
+    offset = samples.positions - np.asarray(model.centre)[None]
+    offset -= L * np.round(offset / L)
+    return WrappedGaussianParticles(SPACE, model.centre, float(np.sqrt(np.mean(offset**2))))
+
+
+def test_adaptive_mode_learns_during_burn_in_and_is_exact_in_production():
+    """The model adapts to the burn-in samples (the bad proposal broadens and its acceptance
+    rises), is called once per round and never during production, and the production samples
+    give the exact averages: production runs a fixed kernel."""
+    calls = []
+
+    def adapt(model, samples, round_):
+        calls.append(round_)
+        return _refit(model, samples, round_)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", mf.MCDiagnosticWarning)
+        out = mf.adaptive_flow_mcmc(
+            SYSTEM,
+            likelihood=BAD,
+            adapt=adapt,
+            key=7,
+            rounds=2,
+            burn_in={
+                "num_chains": CHAINS,
+                "samples_per_chain": 20,
+                "sweeps_between": 2,
+                "equilibration_sweeps": 20,
+            },
+            flow_every=1,
+            flow_moves=2,
+            samples_per_chain=SAMPLES,
+            sweeps_between=2,
+            samples_per_block=50,
+        )
+    assert calls == [0, 1]
+    assert float(out.likelihood.scale) > 2 * float(BAD.scale)
+    first, last = out.flow_acceptance[0], out.flow_acceptance[-1]
+    assert last > 10 * first, out.flow_acceptance
+    du, du2 = deviation_in_errors(out.production)
+    assert abs(du) < 4 and abs(du2) < 4, (du, du2)
+    fingerprint = out.production.dataset.metadata["mc"]["extra_moves"]
+    assert fingerprint["proposals_used"] == CHAINS * 2 * 2 * SAMPLES  # production only

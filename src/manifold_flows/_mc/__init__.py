@@ -3,6 +3,10 @@ from .acceptance import (
     Barker as Barker,
     Metropolis as Metropolis,
 )
+from .adaptive import (
+    AdaptiveResult as AdaptiveResult,
+    adaptive_flow_mcmc as adaptive_flow_mcmc,
+)
 from .advance import (
     AdvanceOutput as AdvanceOutput,
     KernelSettings as KernelSettings,
@@ -67,6 +71,7 @@ __all__ = [
     "AbstractAcceptance",
     "AbstractExtraMoves",
     "AbstractProposals",
+    "AdaptiveResult",
     "AdvanceOutput",
     "ArrayProposals",
     "AutocorrelationTime",
@@ -89,6 +94,7 @@ __all__ = [
     "ProposalsExhaustedError",
     "SampleSpacingWarning",
     "SamplerState",
+    "adaptive_flow_mcmc",
     "advance",
     "canonicalize",
     "chain_agreement",
