@@ -267,13 +267,14 @@ def register(app: typer.Typer) -> None:
         )
         energy = summary["energy_per_particle"]
         rates = ", ".join(f"{k} {v:.3f}" for k, v in result.acceptance.items() if v is not None)
-        tau_s = summary["tau_seconds"]
+        tau_s, tau_cpu = summary["tau_seconds"], summary["tau_cpu_seconds"]
         typer.echo(
             f"wrote {out} ({result.dataset.num_samples} samples = {result.config.num_chains} "
             f"chains x {result.config.samples_per_chain}); u = U/N = {energy['mean']:.5f} +- "
             f"{energy['error']:.5f}; energy autocorrelation time {summary['tau_sweeps']:.3g} "
             f"sweeps"
             + (f" = {tau_s:.3g} s" if tau_s is not None else "")
+            + (f" = {tau_cpu:.3g} CPU s" if tau_cpu is not None else "")
             + f"; acceptance: {rates}; proposals used {summary['proposals_used']}, log q "
             f"evaluations {summary['log_q_evaluations']}; manifest {manifest}"
         )

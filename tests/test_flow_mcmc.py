@@ -386,7 +386,7 @@ def test_cli_writes_a_dataset_generate_would(tiny_run, tmp_path):
     out = tmp_path / "chains.npz"
     code, stdout, err = _cli(["mcmc", "--run", tiny_run, "--out", out, *MCMC])
     assert code == 0, err
-    assert "flow" in stdout and "autocorrelation" in stdout
+    assert "flow" in stdout and "autocorrelation" in stdout and "CPU s" in stdout
     data = mf.Dataset.load(out)  # what `mflows train` / `mflows evaluate` read
     assert data.num_samples == 4 and data.energy is not None and data.temperature == 0.1
     meta = data.metadata["mc"]

@@ -168,11 +168,22 @@ def flow_mcmc_summary(result: MCResult) -> dict[str, Any]:
     tau = diag["autocorrelation"]["tau_sweeps"]
     rate = meta.get("sweeps_per_second")
     extra = meta.get("extra_moves", {})
+    cpu, sweeps = extra.get("production_cpu_seconds"), extra.get("production_sweeps")
+    from_file = extra.get("proposals", {}).get("source") != "likelihood"
+    per = extra.get("proposal_cpu_seconds_per_proposal")
+    if cpu is not None and from_file and per is not None:
+        cpu += per * extra.get("production_proposals", 0)  # what the file's samples cost
+    per_sweep = cpu / sweeps if cpu is not None and sweeps else None
     return {
         "flow_acceptance": result.acceptance.get("flow"),
         "tau_sweeps": tau,
         "tau_seconds": (tau / rate) if rate and math.isfinite(tau) else None,
         "tau_seconds_note": "wall-clock seconds of production per sweep (all chains together)",
+        "tau_cpu_seconds": tau * per_sweep if per_sweep and math.isfinite(tau) else None,
+        "tau_cpu_seconds_note": (
+            "CPU seconds of production per sweep (all chains together), with the proposals "
+            "of a sample file charged at the sampling cost it records (wall seconds per sample)"
+        ),
         "energy_per_particle": diag["energy_per_particle"],
         "proposals_used": extra.get("proposals_used"),
         "log_q_evaluations": extra.get("log_q_evaluations"),

@@ -268,6 +268,8 @@ class FlowMoves(AbstractExtraMoves):
         self.evaluations = 0  # log_prob calls on chain states
         self.eval_seconds = 0.0  # CPU seconds of those
         self.nonfinite_log_q = 0  # chain states whose log q came out non-finite
+        # production: CPU seconds of this process, sweeps, proposals used
+        self.production = np.zeros(3)
 
     # ------------------------------------------------------------------ planning
     def proposals_needed(self, num_chains: int, sweeps: int) -> int:
@@ -288,6 +290,8 @@ class FlowMoves(AbstractExtraMoves):
         """`advance` in segments of `every` sweeps, each followed by a flow block at the
         temperature of its last active sweep (segments with no active sweep have none). The
         energy trace of that sweep records the energy after the flow block."""
+        tic = time.process_time()
+        cursor = self.cursor
         temps = np.asarray(temperatures)
         act = np.asarray(active)
         num_chains = sampler.chains.energy.shape[0]
@@ -338,6 +342,10 @@ class FlowMoves(AbstractExtraMoves):
             drift=jnp.asarray(np.max(drifts, axis=0)),
             relative_drift=jnp.asarray(np.max(relative, axis=0)),
         )
+        if not bool(tune):  # production (the step size is tuned during equilibration only)
+            self.production += np.asarray(
+                [time.process_time() - tic, np.count_nonzero(act), self.cursor - cursor]
+            )
         return sampler, out
 
     def _refresh_log_q(self, chains: ChainState) -> None:
@@ -401,6 +409,7 @@ class FlowMoves(AbstractExtraMoves):
             "counters": np.asarray([self.cursor, self.evaluations, self.nonfinite_log_q]),
             "eval_seconds": np.asarray(self.eval_seconds),
             "proposal_seconds": np.asarray(self.proposals.seconds),
+            "production": np.asarray(self.production),
         }
 
     def load_state(self, arrays: dict[str, np.ndarray]) -> None:
@@ -409,6 +418,7 @@ class FlowMoves(AbstractExtraMoves):
         self.cursor, self.evaluations, self.nonfinite_log_q = (int(v) for v in arrays["counters"])
         self.eval_seconds = float(arrays["eval_seconds"])
         self.proposals.seconds = float(arrays["proposal_seconds"])
+        self.production = np.asarray(arrays["production"], np.float64).copy()
 
     def fingerprint(self) -> dict[str, Any]:
         return {
@@ -442,5 +452,13 @@ class FlowMoves(AbstractExtraMoves):
             "proposal_cpu_seconds_per_proposal": per,
             "proposal_cost_charged_cpu_seconds": (
                 None if per is None or not math.isfinite(per) else per * self.cursor
+            ),
+            "production_cpu_seconds": float(self.production[0]),
+            "production_sweeps": int(self.production[1]),
+            "production_proposals": int(self.production[2]),
+            "production_note": (
+                "CPU seconds of this process in production calls (local sweeps, flow moves, "
+                "log q evaluations, proposals drawn here); proposals read from a file cost "
+                "what drawing them cost, not counted here"
             ),
         }
