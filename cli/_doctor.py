@@ -33,7 +33,7 @@ def _render(report, console) -> None:
     from rich.table import Table
 
     console.print(f"JAX {report.jax_version}   backend: {report.backend}")
-    console.print(f"devices: {', '.join(report.devices)}")
+    console.print(f"devices: {', '.join(report.devices) or 'none'}")
     x64 = "enabled" if report.x64_enabled else "disabled"
     console.print(
         f"default precision: {report.default_precision} (64-bit floats {x64}; float32 checks "
@@ -55,7 +55,8 @@ def _render(report, console) -> None:
             table.add_row(f"[bold]{group}[/bold]", *([""] * len(columns)))
             current = group
         table.add_row(f"  {law}", *(_cell(cells[col]) if col in cells else "-" for col in columns))
-    console.print(table)
+    if report.checks:
+        console.print(table)
     for note in report.notes:
         console.print(f"note: {escape(note)}", soft_wrap=True)
     failed = [c for c in report.checks if not c.law.passed]

@@ -7,7 +7,19 @@ from typing import Annotated
 
 import typer
 
+from manifold_flows._arguments import argument_names
+
 from ._errors import UserError
+
+#: The flag of each library argument `evaluate` passes on, so that errors name the flags.
+_FLAGS = {
+    "force": "--force",
+    "temperature": "--temperature",
+    "out_dir": "--out",
+    "reference": "--reference",
+    "samples": "--samples",
+    "num_bootstrap": "--bootstrap",
+}
 
 
 def _parse_samples(items: list[str]) -> dict[str, Path]:
@@ -91,23 +103,24 @@ def register(app: typer.Typer) -> None:
         import jax
 
         jax.config.update("jax_enable_x64", True)
-        from manifold_flows import evaluate_runs
+        from manifold_flows import evaluate_runs, format_number
 
         sample_paths = _parse_samples(list(samples))
         audits = _parse_audits(list(audit or []), sample_paths)
-        report = evaluate_runs(
-            sample_paths,
-            reference=reference,
-            temperature=temperature,
-            out_dir=out,
-            audit_runs=audits or None,
-            audit_options={"num_points": audit_points},
-            num_bootstrap=bootstrap,
-            seed=seed,
-            plots=plots,
-            force=force,
-            command="mflows " + " ".join(sys.argv[1:]),
-        )
+        with argument_names(_FLAGS):
+            report = evaluate_runs(
+                sample_paths,
+                reference=reference,
+                temperature=temperature,
+                out_dir=out,
+                audit_runs=audits or None,
+                audit_options={"num_points": audit_points},
+                num_bootstrap=bootstrap,
+                seed=seed,
+                plots=plots,
+                force=force,
+                command="mflows " + " ".join(sys.argv[1:]),
+            )
         ref = report["reference"]["u"]
         typer.echo(
             f"reference: u = {ref['value']:.5g} +- {ref['error']:.2g} "
@@ -122,7 +135,7 @@ def register(app: typer.Typer) -> None:
             )
             typer.echo(
                 f"{label}: R = {run['num_samples']}, ESS = {w['ess']:.1f} (ESS/R "
-                f"{w['ess_fraction']:.3g}), k-hat {w['khat'] if w['khat'] is not None else 'n/a'}"
+                f"{w['ess_fraction']:.3g}), k-hat {format_number(w['khat'], 3)}"
                 f" ({w['khat_status']}); u raw = {u['raw']:.5g} +- {u['raw_err']:.2g}, "
                 f"reweighted = {rw}"
             )

@@ -8,7 +8,9 @@ from typing import Annotated, Any
 
 import typer
 
-from ._errors import UserError
+from manifold_flows._arguments import argument_names
+
+from ._errors import UserError, show_warning
 
 #: Options that a --config TOML file may set (keys are the option names, with dashes or
 #: underscores); the command line overrides them.
@@ -39,6 +41,27 @@ _OPTION_DEFAULTS: dict[str, Any] = {
     "resume": False,
     "force": False,
     "progress": True,
+}
+
+
+#: The flag of each library argument `generate` passes on, so that errors name the flags.
+_FLAGS = {
+    "num_chains": "--chains",
+    "samples_per_chain": "--samples-per-chain",
+    "sweeps_between": "--sweeps-between",
+    "equilibration_sweeps": "--equilibration",
+    "anneal_from": "--anneal-from",
+    "anneal_schedule": "--anneal-schedule",
+    "p_swap": "--p-swap",
+    "target_acceptance": "--target-acceptance",
+    "step_size": "--step-size",
+    "samples_per_block": "--samples-per-block",
+    "temperature": "--temperature",
+    "precision": "--precision",
+    "images": "--images",
+    "extxyz": "--extxyz",
+    "force": "--force",
+    "resume": "--resume",
 }
 
 
@@ -92,6 +115,8 @@ def _parse_target(value: Any) -> float | tuple[float, float] | None:
         return tuple(float(v) for v in value)
     try:
         parts = [float(v) for v in str(value).replace(",", ":").split(":")]
+        if len(parts) not in (1, 2):
+            raise ValueError(value)
     except ValueError:
         raise UserError(
             f"--target-acceptance {value!r} is not understood; give one value (0.4) or a band "
@@ -129,11 +154,6 @@ def _build_system(opts: dict[str, Any]):
         images=opts["images"],
         temperature=opts["temperature"],
     )
-
-
-def _emit_warning(message: warnings.WarningMessage) -> None:
-    text = " ".join(str(message.message).split())
-    typer.echo(f"mflows: warning: {text}", err=True)
 
 
 def register(app: typer.Typer) -> None:
@@ -295,7 +315,9 @@ def register(app: typer.Typer) -> None:
 
         from manifold_flows import generate_dataset, write_manifest
 
-        with warnings.catch_warnings(record=True) as caught:
+        # warnings are printed once the run is done, one line each: a mistake found up front
+        # is then the one line printed
+        with warnings.catch_warnings(record=True) as caught, argument_names(_FLAGS):
             warnings.simplefilter("always")
             sys_obj = _build_system(opts)
             result = generate_dataset(
@@ -323,9 +345,9 @@ def register(app: typer.Typer) -> None:
                     else {"target_acceptance": _parse_target(opts["target_acceptance"])}
                 ),
             )
-        for message in caught:
-            _emit_warning(message)
 
+        for message in caught:
+            show_warning(message.message, message.category, message.filename, message.lineno)
         data_files = [out_path] + ([extxyz_path] if extxyz_path is not None else [])
         diag = result.diagnostics
         manifest_config = {k: (str(v) if isinstance(v, Path) else v) for k, v in opts.items()}

@@ -7,9 +7,7 @@ from typing import Annotated
 
 import typer
 
-
-def _one_line_warnings(message, category, filename, lineno, file=None, line=None) -> None:
-    typer.echo(f"mflows: warning: {' '.join(str(message).split())}", err=True)
+from ._errors import show_warning
 
 
 def register(app: typer.Typer) -> None:
@@ -79,7 +77,7 @@ def register(app: typer.Typer) -> None:
 
         with warnings.catch_warnings():
             warnings.simplefilter("once")
-            warnings.showwarning = _one_line_warnings
+            warnings.showwarning = show_warning
             try:
                 result = run_quickstart(
                     out,

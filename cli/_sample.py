@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from manifold_flows._arguments import argument_names
+
 from ._devices import (
     CoordinatorOption,
     DevicesOption,
@@ -16,6 +18,21 @@ from ._devices import (
     setup_devices,
 )
 from ._errors import UserError
+
+#: The flag of each library argument `sample` passes on, so that errors name the flags.
+_FLAGS = {
+    "num_samples": "--num-samples",
+    "chunk_size": "--chunk-size",
+    "seed": "--seed",
+    "batching": "--batching",
+    "num_steps": "--steps",
+    "max_steps": "--max-steps",
+    "temperature": "--temperature",
+    "images": "--images",
+    "extxyz": "--extxyz",
+    "resume": "--resume",
+    "force": "--force",
+}
 
 
 class Precision(enum.StrEnum):
@@ -128,36 +145,34 @@ def register(app: typer.Typer) -> None:
             raise UserError(f"--num-samples must be a positive integer (R > 0); got {num_samples}.")
         dtype = "float64" if precision == Precision.double else "float32"
         try:
-            dataset = sample_to_file(
-                run,
-                num_samples=num_samples,
-                out=out,
-                seed=seed,
-                chunk_size=chunk_size,
-                batching=batching.value,
-                solver=solver,
-                rtol=rtol,
-                atol=atol,
-                num_steps=steps,
-                max_steps=max_steps,
-                dtype=dtype,
-                temperature=temperature,
-                images=images,
-                resume=resume,
-                force=force,
-                extxyz=extxyz,
-                progress=progress,
-                command="mflows " + " ".join(sys.argv[1:]),
-                parallel=parallel,
-            )
+            with argument_names(_FLAGS):
+                dataset = sample_to_file(
+                    run,
+                    num_samples=num_samples,
+                    out=out,
+                    seed=seed,
+                    chunk_size=chunk_size,
+                    batching=batching.value,
+                    solver=solver,
+                    rtol=rtol,
+                    atol=atol,
+                    num_steps=steps,
+                    max_steps=max_steps,
+                    dtype=dtype,
+                    temperature=temperature,
+                    images=images,
+                    resume=resume,
+                    force=force,
+                    extxyz=extxyz,
+                    progress=progress,
+                    command="mflows " + " ".join(sys.argv[1:]),
+                    parallel=parallel,
+                )
         except SamplingError as exc:
             raise UserError(str(exc)) from exc
         if dataset is None:  # a process other than 0 of a multi-process run: it wrote nothing
             return
         meta = dataset.metadata
-        note = meta["energy"].get("image_note")
-        if note:
-            typer.echo(f"mflows: note: {note}", err=True)
         weights = reweight(
             dataset.energy, dataset.extra["log_q"], dataset.temperature, base_normalized=True
         )

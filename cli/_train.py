@@ -6,6 +6,8 @@ from typing import Annotated
 
 import typer
 
+from manifold_flows._arguments import argument_names
+
 from ._devices import (
     CoordinatorOption,
     DevicesOption,
@@ -15,6 +17,9 @@ from ._devices import (
     setup_devices,
 )
 from ._errors import UserError
+
+#: The flag of each library argument `train` passes on, so that errors name the flags.
+_FLAGS = {"resume": "--resume", "run_dir": "--run-dir", "data": "--data"}
 
 
 def register(app: typer.Typer) -> None:
@@ -80,16 +85,17 @@ def register(app: typer.Typer) -> None:
             assignments.append(f"train.seed={seed}")
         raw = apply_overrides(raw, assignments)
         try:
-            result = train_from_config(
-                raw,
-                run_dir=run_dir,
-                data=data,
-                resume=resume,
-                progress=progress,
-                parallel=parallel,
-                config_name=config.stem,
-                command="mflows " + " ".join(sys.argv[1:]) if sys.argv[1:] else "mflows train",
-            )
+            with argument_names(_FLAGS):
+                result = train_from_config(
+                    raw,
+                    run_dir=run_dir,
+                    data=data,
+                    resume=resume,
+                    progress=progress,
+                    parallel=parallel,
+                    config_name=config.stem,
+                    command="mflows " + " ".join(sys.argv[1:]) if sys.argv[1:] else "mflows train",
+                )
         except TrainingDiverged as exc:
             raise UserError(str(exc)) from exc
 

@@ -81,3 +81,24 @@ def test_doctor_rejects_bad_options():
     assert result.exit_code != 0
     with pytest.raises(ValueError, match=r"precisions must be"):
         run_doctor(precisions=("float16",))
+
+
+def test_doctor_reports_a_backend_that_does_not_start(monkeypatch, capsys):
+    # JAX_PLATFORMS naming a platform this installation lacks makes jax.devices() fail (an
+    # AssertionError deep in JAX): the doctor says so, the CLI exits 1 with no traceback.
+    def no_backend():
+        raise AssertionError()
+
+    monkeypatch.setenv("JAX_PLATFORMS", "cuda")
+    monkeypatch.setattr(_doctor.jax, "devices", no_backend)
+    report = run_doctor(precisions=("float64",), quick=True)
+    assert not report.passed and report.checks == () and report.backend == "none"
+    (note,) = report.notes
+    assert "could not start a backend" in note and "JAX_PLATFORMS='cuda'" in note
+    from cli._errors import run_guarded
+
+    monkeypatch.setattr("sys.argv", ["mflows", "doctor", "--quick", "--precision", "64"])
+    assert run_guarded(app) == 1  # typer.Exit(1) was once turned into exit 0
+    out = capsys.readouterr()
+    assert "FAIL: no checks ran." in out.out and "JAX_PLATFORMS='cuda'" in out.out
+    assert "Traceback" not in out.out + out.err and out.err == ""

@@ -283,12 +283,16 @@ def test_cli_evaluate_happy_path(tmp_path, monkeypatch, capsys):
     assert set(report["runs"]) == {"eRSI", "samples"}  # a bare FILE is labelled by its stem
     assert "eRSI: R = 6, ESS =" in stdout and "reference: u =" in stdout
     assert (out / "evaluate.manifest.json").is_file()
+    # k-hat as the report tables print it (3 significant digits), not 0.9702998152507507
+    khat = report["runs"]["eRSI"]["weights"]["khat"]
+    assert f"k-hat {mf.format_number(khat, 3)} (" in stdout
+    assert khat is None or f"k-hat {khat} (" not in stdout or str(khat) == mf.format_number(khat, 3)
 
 
 @pytest.mark.parametrize(
     "args, expected",
     [
-        (["--temperature", "0.5"], "T=0.1 but temperature=0.5"),
+        (["--temperature", "0.5"], "T=0.1 but --temperature 0.5 was asked"),
         (["--samples", "eRSI=missing.npz"], "not found"),
         (["--samples", "=x.npz"], "label before '=' is empty"),
     ],

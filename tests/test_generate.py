@@ -169,7 +169,7 @@ ERROR_CASES = {
         ],
         "no swap pairs",
     ),
-    "bad sweeps": ([*SMALL_CLI, "--sweeps-between", "0"], "sweeps_between"),
+    "bad sweeps": ([*SMALL_CLI, "--sweeps-between", "0"], "--sweeps-between must be"),
     "unknown precision": ([*SMALL_CLI, "--precision", "float16"], "--precision"),
 }
 

@@ -81,6 +81,13 @@ def test_quickstart_writes_a_complete_report(tiny):
     assert report["reference"]["num_samples"] == 32
     summary = (report_dir / "summary.md").read_text()
     assert "| eRSI | 4 |" in summary and "reference (MC)" in summary and "high-E share" in summary
+    # the "Plots:" line lists every plot written (the pictures are drawn after the report)
+    plots_line = next(line for line in summary.splitlines() if line.startswith("Plots:"))
+    written = sorted(p.name for p in report_dir.glob("*.png"))
+    assert len(written) == 6 and all(f"`{name}`" in plots_line for name in written), plots_line
+    assert sorted(report["plots"].values()) == written
+    # no image-convention warning for the preset's own convention (issue 16, item 13)
+    assert "image convention" not in tiny["err"]
     # the closing lines repeat the key numbers
     assert f"ESS = {run['weights']['ess']:.1f} of R = {R}" in tiny["out"]
     assert "Monte Carlo" in tiny["out"] and "stage times" in tiny["out"]

@@ -3,6 +3,8 @@
 import dataclasses
 import json
 import os
+import zipfile
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -217,32 +219,108 @@ class Dataset:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "Dataset":
-        """Read a dataset written by `save`."""
+        """Read a dataset written by `save`.
+
+        Raises `FileNotFoundError` for a missing file and `ValueError`, naming the file and
+        what is wrong with it, for one that is empty, truncated, damaged, not a `.npz`
+        archive, not a manifold_flows dataset, or whose positions lie outside its box although
+        it stores energies (`save` writes positions wrapped, so such a file was changed by
+        hand or pairs its coordinates with another box: its energies cannot be trusted)."""
         path = Path(path)
-        if not path.exists():
-            raise FileNotFoundError(f"dataset file not found: {path}")
+        header, arrays = _read_npz(path)
+        positions, box = arrays["positions"], arrays["box"]
+        if "energy" in arrays:
+            _check_inside_box(path, positions, box)
         try:
-            with np.load(path, allow_pickle=False) as z:
-                header = json.loads(bytes(z["header"]).decode())
-                if header.get("format") != FORMAT_NAME:
-                    raise ValueError(f"{path} is not a manifold_flows dataset (no header).")
-                if header.get("version", 0) > FORMAT_VERSION:
-                    raise ValueError(
-                        f"{path} was written by a newer manifold_flows (format version "
-                        f"{header['version']}); upgrade the package to read it."
-                    )
-                return cls(
-                    positions=z["positions"],
-                    species=z["species"],
-                    species_names=tuple(header["species_names"]),
-                    box=z["box"],
-                    temperature=header["temperature"],
-                    system=header["system"],
-                    energy=z["energy"] if "energy" in z.files else None,
-                    extra={k: z[f"extra__{k}"] for k in header["extra_keys"]},
-                    metadata=header["metadata"],
-                )
-        except (KeyError, OSError, json.JSONDecodeError) as exc:
-            raise ValueError(
-                f"cannot read dataset {path}: {exc}. Is it a .npz written by manifold_flows?"
-            ) from exc
+            return cls(
+                positions=positions,
+                species=arrays["species"],
+                species_names=tuple(header["species_names"]),
+                box=box,
+                temperature=header["temperature"],
+                system=header["system"],
+                energy=arrays.get("energy"),
+                extra={k: arrays[f"extra__{k}"] for k in header["extra_keys"]},
+                metadata=header["metadata"],
+            )
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{path}: {exc}") from None
+
+
+#: The first bytes of a zip archive (a `.npz` file is one): a local file header, or the end
+#: record of an archive with no members.
+_ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
+#: How far (in box lengths) a stored position may lie outside `[0, L)`: float rounding only.
+_WRAP_TOLERANCE = 1e-9
+
+
+def _read_npz(path: Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """The JSON header and the arrays of a dataset file, or one clear `ValueError`."""
+    if not path.exists():
+        raise FileNotFoundError(f"dataset file not found: {path}")
+    if not path.is_file():
+        raise ValueError(f"{path} is a folder, not a dataset file; pass the .npz file inside it.")
+    fix = "regenerate it, or point to the .npz file written by manifold_flows"
+    with open(path, "rb") as fh:
+        start = fh.read(4)
+    if not start:
+        raise ValueError(f"cannot read dataset {path}: the file is empty (0 bytes); {fix}.")
+    if start not in _ZIP_MAGIC:
+        raise ValueError(
+            f"cannot read dataset {path}: it is not a .npz archive (it starts with {start!r}; "
+            f"a text file or another format renamed .npz?); {fix}."
+        )
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            header = json.loads(bytes(z["header"]).decode())
+            arrays = {k: z[k] for k in z.files if k != "header"}
+    except KeyError:
+        raise ValueError(f"{path} is not a manifold_flows dataset (no header); {fix}.") from None
+    except (
+        EOFError,
+        OSError,
+        ValueError,  # numpy: a damaged array header; json: a damaged dataset header
+        UnicodeDecodeError,
+        zipfile.BadZipFile,
+        zlib.error,
+    ) as exc:
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        raise ValueError(
+            f"cannot read dataset {path}: the file is truncated or damaged ({reason}); {fix}."
+        ) from None
+    if not isinstance(header, dict) or header.get("format") != FORMAT_NAME:
+        raise ValueError(f"{path} is not a manifold_flows dataset (no header); {fix}.")
+    if header.get("version", 0) > FORMAT_VERSION:
+        raise ValueError(
+            f"{path} was written by a newer manifold_flows (format version "
+            f"{header['version']}); upgrade the package to read it."
+        )
+    missing = [k for k in ("positions", "species", "box") if k not in arrays]
+    missing += [f"extra__{k}" for k in header.get("extra_keys", []) if f"extra__{k}" not in arrays]
+    missing += [
+        k for k in ("species_names", "temperature", "system", "metadata") if k not in header
+    ]
+    if missing:
+        raise ValueError(f"cannot read dataset {path}: it lacks {', '.join(missing)}; {fix}.")
+    return header, arrays
+
+
+def _check_inside_box(path: Path, positions: np.ndarray, box: np.ndarray) -> None:
+    """A saved dataset's positions are wrapped; far outside the box, its energies are not
+    those of the wrapped configuration unless the coordinates were unwrapped in this very box,
+    which a file written by `save` never holds."""
+    pos = np.asarray(positions, dtype=np.float64)
+    lengths = np.asarray(box, dtype=np.float64).reshape(-1)
+    if pos.ndim != 3 or lengths.shape != pos.shape[-1:] or not np.all(np.isfinite(pos)):
+        return  # the Dataset constructor names these mistakes
+    outside = np.maximum(-pos, pos - lengths) / lengths
+    worst = float(np.max(outside, initial=0.0))
+    if worst > _WRAP_TOLERANCE:
+        frames = int(np.count_nonzero(np.any(outside > _WRAP_TOLERANCE, axis=(1, 2))))
+        raise ValueError(
+            f"{path}: positions of {frames} sample(s) lie up to {worst:.3g} box lengths outside "
+            f"the box {lengths.tolist()}, but a saved dataset holds them wrapped, so its stored "
+            "energies may belong to other coordinates or another box; check the box and the "
+            "units, then rebuild the file with Dataset(...).save (it wraps unwrapped "
+            "coordinates of the same box) or drop the energies."
+        )

@@ -2,6 +2,7 @@
 
 import hashlib
 import os
+import tempfile
 from pathlib import Path
 
 
@@ -31,3 +32,53 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
         while block := fh.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+def check_writable(path: str | os.PathLike, *, what: str = "the output") -> Path:
+    """Check, before any work, that `path` can be created: the nearest existing folder above it
+    is a folder (not a file) and accepts new files. Raises `NotADirectoryError` or
+    `PermissionError` with one line naming the path and the fix; returns the path.
+
+    The folders between that folder and `path` are created later by the writer; nothing is
+    created here."""
+    path = Path(path)
+    parent = path.absolute().parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise NotADirectoryError(
+            f"cannot write {what} {path}: {parent} is a file, not a folder; choose a path in a "
+            "folder."
+        )
+    fix = "choose a folder you may write to (or change its permissions)"
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise PermissionError(
+            f"cannot write {what} {path}: no permission to write in {parent}; {fix}."
+        )
+    try:  # a file that vanishes on closing: catches read-only and virtual file systems (/proc)
+        with tempfile.TemporaryFile(dir=parent):
+            pass
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise PermissionError(
+            f"cannot write {what} {path}: {parent} does not accept new files ({reason}); {fix}."
+        ) from None
+    return path
+
+
+def _gib(nbytes: int) -> str:
+    return f"{nbytes / 2**30:.3g} GiB"
+
+
+def check_fits_in_memory(nbytes: int, *, what: str, fix: str) -> None:
+    """Refuse, before allocating, a job that would hold more than this machine's memory:
+    `ValueError` naming `what`, the estimate and `fix`."""
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):  # not a POSIX system: no estimate to compare
+        return
+    if nbytes > total:
+        raise ValueError(
+            f"{what} would hold about {_gib(nbytes)} in memory, more than this machine's "
+            f"{_gib(total)}; {fix}."
+        )

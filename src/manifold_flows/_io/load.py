@@ -78,6 +78,8 @@ def load_configurations(path: str | os.PathLike, *, format: str | None = None) -
     """
     path = Path(path)
     fmt = _format_of(path, format)
+    if path.is_dir():
+        raise ValueError(f"{path} is a folder, not a configuration file; pass a file inside it.")
     if not path.is_file():
         raise FileNotFoundError(f"configuration file not found: {path}")
     if fmt == "xyz":

@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 
+from .._arguments import argument
 from .._energy import ParticleSystem
 
 ANNEAL_SCHEDULES = ("geometric", "linear")
@@ -16,7 +17,7 @@ def _positive_int(name: str, value: Any, *, allow_zero: bool = False) -> int:
     ok = not isinstance(value, bool) and isinstance(value, (int, np.integer))
     if not ok or value < (0 if allow_zero else 1):
         lower = ">= 0" if allow_zero else ">= 1"
-        raise ValueError(f"{name} must be an integer {lower}; got {value!r}.")
+        raise ValueError(f"{argument(name)} must be an integer {lower}; got {value!r}.")
     return int(value)
 
 
@@ -24,9 +25,9 @@ def _positive_float(name: str, value: Any) -> float:
     try:
         v = float(value)
     except (TypeError, ValueError):
-        raise TypeError(f"{name} must be a number; got {value!r}.") from None
+        raise TypeError(f"{argument(name)} must be a number; got {value!r}.") from None
     if not (math.isfinite(v) and v > 0):
-        raise ValueError(f"{name} must be positive and finite; got {value!r}.")
+        raise ValueError(f"{argument(name)} must be positive and finite; got {value!r}.")
     return v
 
 
@@ -106,7 +107,8 @@ class MCConfig:
             set_("anneal_from", _positive_float("anneal_from", self.anneal_from))
         if self.anneal_schedule not in ANNEAL_SCHEDULES:
             raise ValueError(
-                f"anneal_schedule must be one of {ANNEAL_SCHEDULES}; got {self.anneal_schedule!r}."
+                f"{argument('anneal_schedule')} must be one of {ANNEAL_SCHEDULES}; got "
+                f"{self.anneal_schedule!r}."
             )
         frac = float(self.anneal_fraction)
         if not (0.0 < frac <= 1.0):
@@ -115,17 +117,22 @@ class MCConfig:
         if self.p_swap is not None:
             p = float(self.p_swap)
             if not (0.0 <= p <= 1.0):
-                raise ValueError(f"p_swap must be a probability in [0, 1]; got {self.p_swap}.")
+                raise ValueError(
+                    f"{argument('p_swap')} must be a probability in [0, 1]; got {self.p_swap}."
+                )
             set_("p_swap", p)
         target = self.target_acceptance
         band = (target, target) if np.ndim(target) == 0 else tuple(target)
         if len(band) != 2:
             raise ValueError(
-                f"target_acceptance must be one value or a (low, high) band; got {target!r}."
+                f"{argument('target_acceptance')} must be one value or a (low, high) band; got "
+                f"{target!r}."
             )
         low, high = float(band[0]), float(band[1])
         if not (0.0 < low <= high < 1.0):
-            raise ValueError(f"target_acceptance must satisfy 0 < low <= high < 1; got {target!r}.")
+            raise ValueError(
+                f"{argument('target_acceptance')} must satisfy 0 < low <= high < 1; got {target!r}."
+            )
         set_("target_acceptance", (low, high))
         if self.step_size is not None:
             set_("step_size", _positive_float("step_size", self.step_size))
@@ -138,7 +145,8 @@ class MCConfig:
         set_("disagreement_p_value", p)
         if self.precision is not None and self.precision not in PRECISIONS:
             raise ValueError(
-                f"precision must be one of {PRECISIONS} (or None for JAX's default float); got "
+                f"{argument('precision')} must be one of {PRECISIONS} (or None for JAX's default "
+                "float); got "
                 f"{self.precision!r}."
             )
 
@@ -150,8 +158,8 @@ class MCConfig:
             p_swap = 0.2 if system.swap_pairs else 0.0
         elif p_swap > 0 and not system.swap_pairs:
             raise ValueError(
-                f"p_swap={p_swap} but system {system.name!r} has no swap pairs (no species may "
-                "exchange); pass p_swap=0 or a system with swap_pairs."
+                f"{argument('p_swap', p_swap)} but system {system.name!r} has no swap pairs (no "
+                f"species may exchange); pass {argument('p_swap', 0)} or a system with swap pairs."
             )
         return dataclasses.replace(
             self,
@@ -164,6 +172,13 @@ class MCConfig:
                 max(1, self.sweeps_between // 20) if self.trace_every is None else self.trace_every
             ),
         )
+
+    def sample_bytes(self, system: ParticleSystem) -> int:
+        """Memory the kept samples take: positions (float64), species and energy of every
+        sample, held about three times over (per block, gathered, as the `Dataset`)."""
+        n, d = system.num_particles, system.dim
+        per_sample = n * d * 8 + n * 4 + 8
+        return 3 * self.num_chains * self.samples_per_chain * per_sample
 
     def as_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)

@@ -1,11 +1,15 @@
 """Generate an equilibrium dataset to files: Monte Carlo, checkpoints, atomic outputs."""
 
+import dataclasses
 import os
 from pathlib import Path
 from typing import Any
 
+from .._arguments import argument
 from .._energy import ParticleSystem
+from .._io.files import check_fits_in_memory, check_writable
 from .checkpoint import CheckpointStore
+from .config import MCConfig
 from .engine import MCResult, run_monte_carlo
 
 
@@ -63,17 +67,29 @@ def generate_dataset(
                 f"the extended XYZ file must end in .xyz, .extxyz or .exyz; got {str(extxyz)!r}."
             )
     store = CheckpointStore(checkpoint_dir_for(out))
+    # ---- everything that can be checked is checked before any work or any file is touched
+    check_writable(out, what="the dataset")
     if out.exists() and not force:
         raise FileExistsError(
-            f"{out} already exists (a finished dataset); pass force=True (--force) to overwrite "
-            "it, or choose another output path."
+            f"{out} already exists (a finished dataset); pass {argument('force', True)} to "
+            "overwrite it, or choose another output path."
         )
-    if store.exists() and not resume:
-        if not force:
+    if extxyz is not None:
+        check_writable(extxyz, what="the extended XYZ file")
+        # a resumed run may have written it just before it was stopped
+        if extxyz.exists() and not force and not (resume and store.exists()):
             raise FileExistsError(
-                f"found the checkpoint of an unfinished run in {store.directory}; pass "
-                "resume=True (--resume) to continue it or force=True (--force) to start over."
+                f"{extxyz} already exists; pass {argument('force', True)} to overwrite it, or "
+                f"choose another {argument('extxyz')} path."
             )
+    if store.exists() and not resume and not force:
+        raise FileExistsError(
+            f"found the checkpoint of an unfinished run in {store.directory}; pass "
+            f"{argument('resume', True)} to continue it or {argument('force', True)} to start "
+            "over."
+        )
+    _check_memory(system, options)
+    if store.exists() and not resume:
         store.clear()
     writer = None
     if extxyz is not None:
@@ -82,14 +98,20 @@ def generate_dataset(
         writer = getattr(_io, "write_extxyz", None)
         if writer is None:
             raise ValueError("extended XYZ output is not available in this installation.")
-    result = run_monte_carlo(
-        system,
-        key=key,
-        checkpoint_dir=store.directory,
-        resume=resume,
-        progress=progress,
-        **options,
-    )
+    fresh = not store.exists()
+    try:
+        result = run_monte_carlo(
+            system,
+            key=key,
+            checkpoint_dir=store.directory,
+            resume=resume,
+            progress=progress,
+            **options,
+        )
+    except BaseException:
+        if fresh and not store.block_indices():  # failed before any block: nothing to resume
+            store.clear()
+        raise
     if writer is not None:
         writer(extxyz, result.dataset)
     # the .npz is written last: its presence marks a finished run
@@ -97,3 +119,23 @@ def generate_dataset(
     if not keep_checkpoint:
         store.clear()
     return result
+
+
+def _check_memory(system: ParticleSystem, options: dict[str, Any]) -> None:
+    """Refuse, before any work, a run whose samples would not fit in memory."""
+    fields = {k: v for k, v in options.items() if k in MCConfig.field_names()}
+    config = options.get("config")
+    if config is not None and not isinstance(config, MCConfig):
+        return  # run_monte_carlo names this mistake
+    config = MCConfig(**fields) if config is None else dataclasses.replace(config, **fields)
+    check_fits_in_memory(
+        config.sample_bytes(system),
+        what=(
+            f"{config.num_chains} chains x {config.samples_per_chain} samples of "
+            f"{system.num_particles} particles"
+        ),
+        fix=(
+            f"lower {argument('num_chains')} or {argument('samples_per_chain')}, or split the "
+            "dataset into several runs with different seeds"
+        ),
+    )

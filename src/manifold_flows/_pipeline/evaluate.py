@@ -26,7 +26,9 @@ from .._analysis import (
     reweight,
     specific_heat,
 )
+from .._arguments import argument
 from .._io import Dataset, atomic_write_text, load_configurations, write_manifest
+from .._io.files import check_writable
 from .._train import TrainedRun, load_run
 from . import plots as plot_figures
 from .sample import ENERGY_CONVENTION, system_energies
@@ -52,6 +54,22 @@ _ENERGY_CHECK_FRAMES = 64
 
 
 # ---------------------------------------------------------------------------- helpers
+def _write_report(out_dir: Path, report: dict[str, Any]) -> dict[str, Any]:
+    atomic_write_text(out_dir / SUMMARY, format_summary(report))
+    atomic_write_text(out_dir / REPORT, json.dumps(report, indent=2))
+    return report
+
+
+def add_plots(
+    out_dir: str | os.PathLike, report: dict[str, Any], plots: Mapping[str, str]
+) -> dict[str, Any]:
+    """Record plots drawn into an evaluation's folder after `evaluate_runs` (`{name: file
+    name}`, e.g. the quickstart's pictures) in its `report.json` and `summary.md`, so that
+    they list every plot written. Returns the updated report."""
+    report = {**report, "plots": {**report.get("plots", {}), **plots}}
+    return _write_report(Path(out_dir), report)
+
+
 def _load(value: Any, what: str) -> tuple[Dataset, str]:
     if isinstance(value, Dataset):
         return value, "<Dataset>"
@@ -342,9 +360,10 @@ def evaluate_runs(
         if not isinstance(label, str) or not label.strip():
             raise ValueError(f"sample labels must be non-empty strings; got {label!r}.")
     out_dir = Path(out_dir)
+    check_writable(out_dir / REPORT, what="the report")
     if (out_dir / REPORT).exists() and not force:
         raise FileExistsError(
-            f"{out_dir / REPORT} already exists; pass force=True (--force) to overwrite the "
+            f"{out_dir / REPORT} already exists; pass {argument('force', True)} to overwrite the "
             "evaluation, or choose another output folder."
         )
     ref, ref_source = _load(reference, "reference")
@@ -357,16 +376,17 @@ def evaluate_runs(
         if ref.temperature is None:
             raise ValueError(
                 f"neither the reference {ref_source} nor the call gives a temperature; pass "
-                "temperature=T (--temperature)."
+                f"it ({argument('temperature')})."
             )
         temperature = ref.temperature
     temperature = float(temperature)
     if not (math.isfinite(temperature) and temperature > 0):
-        raise ValueError(f"temperature must be positive; got {temperature}.")
+        raise ValueError(f"{argument('temperature')} must be positive; got {temperature}.")
     if ref.temperature is not None and not same_temperature(ref.temperature, temperature):
         raise ValueError(
             f"the reference {ref_source} was sampled at T={ref.temperature:g} but "
-            f"temperature={temperature:g} was asked; pass reference data at T={temperature:g}."
+            f"{argument('temperature', temperature)} was asked; pass reference data at "
+            f"T={temperature:g}."
         )
     datasets: dict[str, tuple[Dataset, str]] = {}
     for label, value in samples.items():
@@ -573,9 +593,7 @@ def evaluate_runs(
             plot_figures.plot_weight_tail(out_dir / PLOTS["weights"], weight_runs),
         ]
     report["plots"] = dict(PLOTS) if plots else {}
-    report = _jsonable(report)
-    atomic_write_text(out_dir / SUMMARY, format_summary(report))
-    atomic_write_text(out_dir / REPORT, json.dumps(report, indent=2))
+    report = _write_report(out_dir, _jsonable(report))
     data_files = [Path(s) for _, s in datasets.values() if s != "<Dataset>"]
     if ref_source != "<Dataset>":
         data_files.append(Path(ref_source))

@@ -33,7 +33,7 @@ from .._mc.generate import checkpoint_dir_for, generate_dataset
 from .._train.from_config import train_from_config
 from .._train.run import CHECKPOINT
 from . import plots as plot_figures
-from .evaluate import REPORT, SUMMARY, evaluate_runs
+from .evaluate import REPORT, SUMMARY, add_plots, evaluate_runs
 from .sample import _check_int, resolve_batching, sample_paths, sample_to_file
 from .summary import format_number
 
@@ -440,6 +440,8 @@ def quickstart(
     )
     if samples.dim == 2:
         _draw_pictures(paths, samples, preset, report)
+        pictures = {"configuration": CONFIGURATION_PNG, "overview": OVERVIEW_PNG}
+        report = add_plots(paths["report"], report, pictures)
     else:
         say(f"      (no configuration picture: the system is {samples.dim}D)")
     clock.stop("report")

@@ -26,6 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .._arguments import argument
 from .._backend import batching_defaults
 from .._energy import ParticleSystem
 from .._flow.continuous import FAILED_MESSAGE, MAX_STEPS_MESSAGE
@@ -38,6 +39,7 @@ from .._io import (
     write_extxyz,
     write_manifest,
 )
+from .._io.files import check_fits_in_memory, check_writable
 from .._parallel import AbstractParallelism, SingleDevice, is_main_process
 from .._train import TrainedRun, load_run
 from .._train.run import CHECKPOINT
@@ -86,7 +88,7 @@ def _chunk_path(parts: Path, index: int) -> Path:
 
 def _check_int(name: str, value: Any, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}; got {value!r}.")
+        raise ValueError(f"{argument(name)} must be an integer >= {minimum}; got {value!r}.")
     return int(value)
 
 
@@ -247,12 +249,13 @@ def _prepare_parts(paths, settings, *, resume: bool, force: bool) -> bool:
             _remove_parts(parts)
         elif not resume:
             raise FileExistsError(
-                f"{parts} holds an unfinished sampling run for {npz}; pass resume=True "
-                "(--resume) to continue it or force=True (--force) to start over."
+                f"{parts} holds an unfinished sampling run for {npz}; pass "
+                f"{argument('resume', True)} to continue it or {argument('force', True)} to "
+                "start over."
             )
     elif npz.exists() and not force:
         raise FileExistsError(
-            f"{npz} already exists (a finished sampling run); pass force=True (--force) to "
+            f"{npz} already exists (a finished sampling run); pass {argument('force', True)} to "
             "overwrite it, or choose another output file."
         )
     if parts.is_dir() and resume:
@@ -288,6 +291,18 @@ def resolve_batching(chunk_size: int | None, batching: str | None) -> tuple[int,
     if batching not in BATCHING:
         raise ValueError(f"batching must be one of {', '.join(BATCHING)}; got {batching!r}.")
     return _check_int("chunk_size", chunk_size, 1), batching
+
+
+def _check_outputs(paths, *, resume: bool, force: bool, extxyz: bool) -> None:
+    """Before the model is loaded: the outputs can be written, and the extended XYZ copy
+    overwrites no file of a former run (a resumed run may have written it itself)."""
+    check_writable(paths["npz"], what="the samples")
+    copy = paths["extxyz"]
+    if extxyz and copy.exists() and not force and not (resume and paths["parts"].is_dir()):
+        raise FileExistsError(
+            f"{copy} already exists (the extended XYZ copy of the samples goes there); pass "
+            f"{argument('force', True)} to overwrite it, or choose another output name."
+        )
 
 
 def _remove_parts(parts: Path) -> None:
@@ -392,7 +407,7 @@ def sample_to_file(
     or unfinished parts exist (without `resume` or `force`), `SamplingError` when a solve
     fails (finished chunks are kept).
     """
-    num_samples = _check_int("num_samples (R)", num_samples, 1)
+    num_samples = _check_int("num_samples", num_samples, 1)
     chunk_size, batching = resolve_batching(chunk_size, batching)
     par = SingleDevice() if parallel is None else parallel
     if not isinstance(par, AbstractParallelism):
@@ -410,8 +425,14 @@ def sample_to_file(
             "at start-up, or pass dtype='float32'."
         )
     paths = sample_paths(out)
+    _check_outputs(paths, resume=resume, force=force, extxyz=extxyz)
     if not isinstance(run, TrainedRun):
         run = load_run(run)
+    check_fits_in_memory(
+        3 * num_samples * (len(run.species) * run.torus.dim + 8) * 8,
+        what=f"{num_samples} samples of {len(run.species)} particles",
+        fix=f"lower {argument('num_samples')}, or draw several sample files with different seeds",
+    )
     flow = flow_for_run(
         run,
         solver=solver,

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from .._arguments import argument
 from .._coupling import AbstractCoupling, build_coupling
 from .._interpolant import GAMMA_SCHEDULES, AbstractInterpolant, build_interpolant
 from .._io import Dataset, write_manifest
@@ -372,12 +373,20 @@ def train_from_config(
 
         jax.config.update("jax_enable_x64", True)
     run_dir = setup.run_dir
+    from .._io.files import check_writable
     from .run import CHECKPOINT
 
+    check_writable(run_dir / CONFIG, what="the run")
     if (run_dir / CHECKPOINT).is_file() and not resume:
         raise FileExistsError(
-            f"{run_dir} already holds a training run; pass --resume to continue it or choose "
-            "another --run-dir."
+            f"{run_dir} already holds a training run; pass {argument('resume', True)} to "
+            f"continue it or choose another {argument('run_dir')}."
+        )
+    if resume and not (run_dir / CHECKPOINT).is_file():
+        # resuming nothing would start from step 0 and rewrite the run's metrics
+        raise FileNotFoundError(
+            f"cannot resume: {run_dir} holds no checkpoint ({CHECKPOINT}), so there is no run "
+            f"to continue; leave out {argument('resume', True)} to start a new run there."
         )
     if resume and (run_dir / CHECKPOINT).is_file() and (run_dir / CONFIG).is_file():
         _check_same_config(read_config(run_dir / CONFIG), setup.config, run_dir)

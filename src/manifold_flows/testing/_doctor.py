@@ -96,6 +96,29 @@ def _crash(kind, subject, precision, device, exc: BaseException) -> list[DoctorC
     return [DoctorCheck(kind, subject, precision, device, law, note)]
 
 
+def _no_backend_report(x64_enabled: bool, exc: Exception) -> DoctorReport:
+    """What the doctor says when JAX cannot start a backend (e.g. `JAX_PLATFORMS` names a
+    platform this installation lacks): no check ran, and the note says why and what to do."""
+    message = " ".join(str(exc).split())
+    reason = f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+    platforms = os.environ.get("JAX_PLATFORMS", "")
+    if platforms:
+        fix = (
+            f"JAX_PLATFORMS={platforms!r} asks for a platform this installation cannot start; "
+            "unset it (or set JAX_PLATFORMS=cpu), or install JAX's plugin for that platform"
+        )
+    else:
+        fix = "check the JAX installation (pip install -U jax) and its accelerator plugin"
+    return DoctorReport(
+        jax_version=jax.__version__,
+        backend="none",
+        devices=(),
+        x64_enabled=x64_enabled,
+        checks=(),
+        notes=(f"JAX could not start a backend ({reason}); {fix}.",),
+    )
+
+
 def run_doctor(
     *,
     precisions: Sequence[str] = _PRECISIONS,
@@ -137,7 +160,12 @@ def run_doctor(
             f"{precisions}."
         )
     x64_at_start = bool(jax.config.jax_enable_x64)
-    devices = tuple(jax.devices() if devices is None else devices)
+    if devices is None:
+        try:
+            devices = jax.devices()
+        except Exception as exc:  # no backend starts: a report that says why, not a crash
+            return _no_backend_report(x64_at_start, exc)
+    devices = tuple(devices)
     notes: list[str] = []
     # Compilation dominates the cost, so quick mode checks fewer entries, not fewer points.
     num_points, num_samples, num_elements = 32, 2048, 8
