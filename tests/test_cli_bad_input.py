@@ -634,3 +634,34 @@ def test_a_generate_run_that_fails_before_its_first_block_leaves_no_checkpoint(f
         _generate(initial_positions=start)
     assert _snapshot(folder) == before
     assert not Path("new.npz.checkpoint").exists()
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        (*GEN, "--out", "ro/x.npz"),
+        (*GEN_OUT, "--extxyz", "ro/x.extxyz"),
+        (*TRAIN, "--run-dir", "ro/run"),
+        (*SAMPLE, "--out", "ro/s.npz"),
+        (*EVAL, "-o", "ro/rep"),
+    ],
+)
+def test_read_only_folder(args, folder, capsys, monkeypatch):
+    # Tests run as root, whom chmod does not stop: the folder is made read-only for the check
+    # (os.access) instead.
+    (folder / "ro").mkdir()
+    real_access = os.access
+
+    def access(path, mode, **kwargs):
+        if Path(path).resolve() == (folder / "ro").resolve() and mode & os.W_OK:
+            return False
+        return real_access(path, mode, **kwargs)
+
+    monkeypatch.setattr(os, "access", access)
+    before = _snapshot(folder)
+    monkeypatch.setattr(sys, "argv", ["mflows", *args])
+    code = run_guarded(app)
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert code == USAGE and len(err) == 1, err
+    assert "no permission to write in" in err[0] and "ro" in err[0], err
+    assert _snapshot(folder) == before

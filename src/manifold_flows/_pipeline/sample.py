@@ -263,7 +263,7 @@ def _prepare_parts(paths, settings, *, resume: bool, force: bool) -> bool:
             saved = json.loads(state_path.read_text())
         except (OSError, json.JSONDecodeError) as exc:
             raise ValueError(
-                f"cannot read {state_path} ({exc}); pass force=True (--force) to start over."
+                f"cannot read {state_path} ({exc}); pass {argument('force', True)} to start over."
             ) from exc
         keys = (set(saved) | set(settings)) - _RESUME_FREE
         diff = sorted(k for k in keys if saved.get(k) != settings.get(k))
@@ -273,7 +273,7 @@ def _prepare_parts(paths, settings, *, resume: bool, force: bool) -> bool:
             )
             raise ValueError(
                 f"cannot resume sampling into {npz}: settings differ ({detail}); resume with the "
-                "same run and options, or pass force=True (--force) to start over."
+                f"same run and options, or pass {argument('force', True)} to start over."
             )
         atomic_write_text(state_path, json.dumps(settings, indent=2, sort_keys=True))
         return True
@@ -529,8 +529,8 @@ def sample_to_file(
                 raise SamplingError(
                     f"sampling chunk {i} (samples {start}..{stop - 1}) failed: {problem} The "
                     f"{len(chunks)} finished chunk(s) are kept in {parts}: rerun with "
-                    "resume=True (--resume) and a larger max_steps, or start over with "
-                    "force=True (--force) and looser tolerances or fixed steps.",
+                    f"{argument('resume', True)} and a larger {argument('max_steps')}, or start "
+                    f"over with {argument('force', True)} and looser tolerances or fixed steps.",
                     chunk=i,
                 )
             wrapped = np.mod(x1, box)
