@@ -1,4 +1,9 @@
-"""Energies against the field's reference files, shipped in tests/data (see its README)."""
+"""Energies against the field's reference files (../shared/data): skipped when they are absent.
+
+Those files are other codes' output and stay outside the project (their README says so); the
+minimum-image convention they pin is also checked without them, against an independent plain
+sum over the pairs (test_energy.py::test_presets_use_the_minimum_image_of_an_independent_sum).
+"""
 
 from pathlib import Path
 
@@ -16,7 +21,7 @@ from manifold_flows import (
     make_system,
 )
 
-DATA = Path(__file__).resolve().parent / "data"
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 KA_FILES = [
     "ka2d_ternary_N1290_T0.231.xyz",
     "ka2d_ternary_N1290_T0.231.exyz",
@@ -26,7 +31,8 @@ KA_FILES = [
 
 def data_file(name: str) -> Path:
     path = DATA / name
-    assert path.is_file(), f"reference data {path} is missing from the clone"
+    if not path.is_file():
+        pytest.skip(f"reference data {path} is absent (it lives next to the repository clone)")
     return path
 
 

@@ -490,7 +490,7 @@ def test_random_configurations_are_free_of_overlaps(key):
     assert np.all(np.isfinite(u))
 
 
-REFERENCE = Path(__file__).resolve().parent / "data" / "ipl_bhhp_N10_T0.1.xyz"
+REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "data" / "ipl_bhhp_N10_T0.1.xyz"
 
 
 @pytest.mark.slow

@@ -384,7 +384,7 @@ def test_cli_sample_errors(case, expected, tmp_path, monkeypatch, capsys):
 @pytest.mark.slow
 def test_sample_from_a_trained_run(tmp_path):
     """End to end with real training (slow): fit a few steps, sample, check the identities."""
-    path = Path(__file__).resolve().parent / "data" / "ipl_bhhp_N10_T0.1.xyz"
+    path = Path(__file__).resolve().parents[2] / "shared" / "data" / "ipl_bhhp_N10_T0.1.xyz"
     if not path.is_file():
         pytest.skip(f"reference data not found at {path}")
     data = mf.load_configurations(path).subset(slice(0, 20))
