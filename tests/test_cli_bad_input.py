@@ -665,3 +665,18 @@ def test_read_only_folder(args, folder, capsys, monkeypatch):
     assert code == USAGE and len(err) == 1, err
     assert "no permission to write in" in err[0] and "ro" in err[0], err
     assert _snapshot(folder) == before
+
+
+def test_an_interrupted_command_exits_130_with_one_line(folder, capsys, monkeypatch):
+    # Outside standalone mode Typer turns Ctrl-C inside a command into Exit(130) and returns
+    # the code: the guard must pass it on (it once exited 0) and say what was kept.
+    import manifold_flows.testing
+
+    def interrupted(**kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(manifold_flows.testing, "run_doctor", interrupted)
+    monkeypatch.setattr(sys, "argv", ["mflows", "doctor", "--quick"])
+    assert run_guarded(app) == 130
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(err) == 1 and "interrupted" in err[0], err
