@@ -7,7 +7,25 @@ from typing import Annotated
 
 import typer
 
+from manifold_flows._arguments import argument_names
+
 from ._errors import show_warning
+
+#: The flag of each library argument `quickstart` passes on, so that errors name the flags.
+_FLAGS = {
+    "out_dir": "--out",
+    "temperature": "--temperature",
+    "chains": "--chains",
+    "mc_samples": "--mc-samples",
+    "sweeps_between": "--sweeps-between",
+    "equilibration": "--equilibration",
+    "steps": "--steps",
+    "num_samples": "--samples",
+    "chunk_size": "--chunk-size",
+    "batching": "--batching",
+    "seed": "--seed",
+    "resume": "--resume",
+}
 
 
 def register(app: typer.Typer) -> None:
@@ -75,7 +93,7 @@ def register(app: typer.Typer) -> None:
 
         from ._errors import UserError
 
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), argument_names(_FLAGS):
             warnings.simplefilter("once")
             warnings.showwarning = show_warning
             try:

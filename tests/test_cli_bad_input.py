@@ -375,18 +375,22 @@ CLI_CASES: dict[str, Cli] = {
     "evaluate bootstrap 0": Cli((*EVAL, "--bootstrap", "0"), None),
     # ---- quickstart: everything checked before any work
     "quickstart unknown system": Cli((*QUICK, "--system", "nosuch"), "nosuch"),
-    "quickstart chains 0": Cli((*QUICK, "--chains", "0"), "chains"),
-    "quickstart samples not a multiple": Cli((*QUICK, "--mc-samples", "7"), "multiple"),
-    "quickstart steps 0": Cli((*QUICK, "--steps", "0"), "steps"),
-    "quickstart samples 0": Cli((*QUICK, "--samples", "0"), "samples"),
+    "quickstart chains 0": Cli((*QUICK, "--chains", "0"), "--chains must be"),
+    "quickstart samples not a multiple": Cli(
+        (*QUICK, "--mc-samples", "7"), "--mc-samples (7) must be a multiple of --chains"
+    ),
+    "quickstart steps 0": Cli((*QUICK, "--steps", "0"), "--steps must be"),
+    "quickstart samples 0": Cli((*QUICK, "--samples", "0"), "--samples must be"),
     "quickstart batching foo": Cli((*QUICK, "--batching", "foo"), "foo"),
     "quickstart temperature negative": Cli((*QUICK, "--temperature", "-1"), "temperature"),
-    "quickstart chunk size 0": Cli((*QUICK, "--chunk-size", "0"), "chunk"),
-    "quickstart sweeps 0": Cli((*QUICK, "--sweeps-between", "0"), "sweeps"),
-    "quickstart equilibration negative": Cli((*QUICK, "--equilibration", "-1"), "equilibration"),
+    "quickstart chunk size 0": Cli((*QUICK, "--chunk-size", "0"), "--chunk-size"),
+    "quickstart sweeps 0": Cli((*QUICK, "--sweeps-between", "0"), "--sweeps-between must be"),
+    "quickstart equilibration negative": Cli(
+        (*QUICK, "--equilibration", "-1"), "--equilibration must be"
+    ),
     "quickstart out under a file": Cli(("quickstart", "--out", "data.npz/qs"), "data.npz"),
     "quickstart out in proc": Cli(("quickstart", "--out", "/proc/qs"), "/proc"),
-    "quickstart out is a file": Cli(("quickstart", "--out", "data.npz"), "data.npz"),
+    "quickstart out is a file": Cli(("quickstart", "--out", "data.npz"), "--out 'data.npz'"),
     "quickstart out is a busy folder": Cli(("quickstart", "--out", "report"), "report"),
 }
 

@@ -130,13 +130,16 @@ def test_existing_folder_needs_resume_and_the_same_settings(tiny, extra, expecte
 @pytest.mark.parametrize(
     "args, expected",
     [
-        (("--chains", "0"), "chains must be an integer >= 1"),
-        (("--chains", "3", "--mc-samples", "32"), "must be a multiple of chains (3)"),
+        (("--chains", "0"), "--chains must be an integer >= 1"),
+        (
+            ("--chains", "3", "--mc-samples", "32"),
+            "--mc-samples (32) must be a multiple of --chains (3)",
+        ),
         (("--system", "ipl-n11"), "unknown system 'ipl-n11'; choose one of ipl-3d-n200"),
         (("--batching", "parallel"), "batching must be one of sequential, vmap"),
         (("--temperature", "-1"), "temperature"),
-        (("--samples", "1"), "num_samples must be an integer >= 2"),
-        (("--steps", "0"), "steps must be an integer >= 1"),
+        (("--samples", "1"), "--samples must be an integer >= 2"),
+        (("--steps", "0"), "--steps must be an integer >= 1"),
         (("--out", "{file}"), "is a file"),
         (("--out", "{busy}"), "is not an (empty) quickstart folder"),
     ],

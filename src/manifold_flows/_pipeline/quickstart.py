@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from .._arguments import argument
 from .._energy import ImageConventionWarning, get_system
 from .._io import atomic_write_text, load_configurations
 from .._mc.generate import checkpoint_dir_for, generate_dataset
@@ -150,18 +151,19 @@ def _training_plan(mc_samples: int, val_fraction: float, steps: int) -> dict[str
 def _prepare_folder(out_dir: Path, settings: dict[str, Any], resume: bool) -> None:
     state = out_dir / STATE
     if out_dir.exists() and not out_dir.is_dir():
-        raise FileExistsError(f"out_dir {str(out_dir)!r} is a file; choose a folder (--out).")
+        raise FileExistsError(f"{argument('out_dir')} {str(out_dir)!r} is a file; choose a folder.")
     if state.is_file():
         if not resume:
             raise FileExistsError(
-                f"{out_dir} already holds a quickstart; pass resume=True (--resume) to continue "
-                "it, or choose another folder (--out)."
+                f"{out_dir} already holds a quickstart; pass {argument('resume', True)} to "
+                f"continue it, or choose another folder ({argument('out_dir')})."
             )
         try:
             saved = json.loads(state.read_text())["settings"]
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise ValueError(
-                f"cannot read {state} ({exc}); choose another folder (--out) to start over."
+                f"cannot read {state} ({exc}); choose another folder ({argument('out_dir')}) "
+                "to start over."
             ) from exc
         diff = sorted(k for k in set(saved) | set(settings) if saved.get(k) != settings.get(k))
         if diff:
@@ -170,12 +172,13 @@ def _prepare_folder(out_dir: Path, settings: dict[str, Any], resume: bool) -> No
             )
             raise ValueError(
                 f"cannot resume the quickstart in {out_dir}: settings differ ({detail}); resume "
-                "with the same options, or choose another folder (--out) to start over."
+                f"with the same options, or choose another folder ({argument('out_dir')}) to "
+                "start over."
             )
     elif out_dir.is_dir() and any(out_dir.iterdir()):
         raise FileExistsError(
             f"{out_dir} exists and is not an (empty) quickstart folder; choose another folder "
-            "(--out)."
+            f"({argument('out_dir')})."
         )
 
 
@@ -287,14 +290,16 @@ def quickstart(
         preset = get_system(system, temperature=temperature)  # names the presets if unknown
     temperature = float(preset.default_temperature if temperature is None else temperature)
     if not (math.isfinite(temperature) and temperature > 0):
-        raise ValueError(f"temperature must be a positive number; got {temperature!r}.")
+        raise ValueError(
+            f"{argument('temperature')} must be a positive number; got {temperature!r}."
+        )
     chains = _check_int("chains", chains, 1)
     mc_samples = _check_int("mc_samples", mc_samples, 2)
     if mc_samples % chains:
         raise ValueError(
-            f"mc_samples ({mc_samples}) must be a multiple of chains ({chains}): every chain "
-            "gives the same number of samples; e.g. "
-            f"mc_samples={chains * max(1, mc_samples // chains)}."
+            f"{argument('mc_samples')} ({mc_samples}) must be a multiple of "
+            f"{argument('chains')} ({chains}): every chain gives the same number of samples; "
+            f"e.g. {argument('mc_samples', chains * max(1, mc_samples // chains))}."
         )
     sweeps_between = _check_int("sweeps_between", sweeps_between, 1)
     equilibration = _check_int("equilibration", equilibration, 0)

@@ -289,7 +289,9 @@ def resolve_batching(chunk_size: int | None, batching: str | None) -> tuple[int,
     chunk_size = defaults.file_chunk if chunk_size is None else chunk_size
     batching = defaults.file_batching if batching is None else batching
     if batching not in BATCHING:
-        raise ValueError(f"batching must be one of {', '.join(BATCHING)}; got {batching!r}.")
+        raise ValueError(
+            f"{argument('batching')} must be one of {', '.join(BATCHING)}; got {batching!r}."
+        )
     return _check_int("chunk_size", chunk_size, 1), batching
 
 
