@@ -1,18 +1,22 @@
-"""Flow-augmented Monte Carlo against plain swap Monte Carlo on IPL N = 10, T = 0.1.
+"""Flow-augmented Monte Carlo against plain swap Monte Carlo, side by side.
 
-Uses the run and the samples of `mflows quickstart --out QS` (the flow the quickstart trains,
-and its 500 samples with exact log q as proposals, each used once). Prints u and c_v with
+Default: IPL N = 10, T = 0.1 with the run and the samples of `mflows quickstart --out QS` (the
+flow the quickstart trains, and its 500 samples with exact log q as proposals, each used once).
+Any system with a trained run works the same way (`--system ipl-n44 -T 0.07 --run RUN`, with
+`--samples FILE` from `mflows sample` or proposals drawn here). Prints u and c_v with
 error bars (chains as independent units: standard error of the chain means for u, jackknife
 over chains for c_v), the flow-move acceptance, the energy autocorrelation time in sweeps, the
 CPU seconds of each run and the effective samples per CPU second, and writes them as JSON.
 
-    python examples/flow_mcmc/compare_ipl_n10.py --quickstart QS [--out results.json]
+    python examples/flow_mcmc/compare.py --quickstart QS [--out results.json]
+    python examples/flow_mcmc/compare.py --system ipl-n44 --temperature 0.07 --run RUN \
+        --plain-between 200 --plain-equilibration 20000 --flow-between 200 --flow-every 50
 
 CPU accounting of the flow-augmented run: the process CPU time of the chains (local sweeps,
-flow moves, log q of chain states by reverse solves) plus the proposals it used, each charged
-the measured CPU cost of one reverse solve (a forward solve with the exact divergence costs
-the same number of field evaluations), since the proposals were drawn beforehand by the
-quickstart.
+flow moves, log q of chain states by reverse solves) plus, for proposals read from a sample file,
+each proposal used charged the measured CPU cost of one reverse solve (a forward solve with
+the exact divergence costs the same number of field evaluations); proposals drawn here are
+in the process CPU time already.
 """
 
 import argparse
@@ -29,10 +33,8 @@ import numpy as np  # noqa: E402
 
 import manifold_flows as mf  # noqa: E402
 
-N, T = 10, 0.1
 
-
-def moments(u: np.ndarray) -> dict:
+def moments(u: np.ndarray, N: int, T: float) -> dict:
     """u = <U>/N and c_v = var(U)/(N T^2) with errors; `u` is (chains, samples) of U."""
     chains = u.shape[0]
     means = u.mean(axis=1) / N
@@ -60,29 +62,36 @@ def efficiency(result: mf.MCResult, cpu: float, production_sweeps: int) -> dict:
     }
 
 
-def plain(system, seed: int, chains: int, samples: int, between: int, equilibration: int):
+def plain(system, args):
     tic = time.process_time()
     result = mf.run_monte_carlo(
         system,
-        key=seed,
+        key=args.seed + 1,
         progress=False,
-        temperature=T,
-        num_chains=chains,
-        samples_per_chain=samples,
-        sweeps_between=between,
-        equilibration_sweeps=equilibration,
+        temperature=args.temperature,
+        num_chains=args.plain_chains,
+        samples_per_chain=args.plain_samples,
+        sweeps_between=args.plain_between,
+        equilibration_sweeps=args.plain_equilibration,
         trace_every=1,
     )
     cpu = time.process_time() - tic
     return result, cpu
 
 
-def flow_augmented(system, run_dir: Path, samples: Path, args):
+def flow_augmented(system, run_dir: Path, samples: Path | None, args):
     run = mf.load_run(run_dir)
     flow = mf.flow_for_run(run)
-    proposals = mf.proposals_from_samples(samples, system=system, temperature=T)
+    proposals = None
+    if samples is not None:
+        proposals = mf.proposals_from_samples(samples, system=system, temperature=args.temperature)
     moves = mf.FlowMoves(
-        flow, system.species, proposals=proposals, every=args.flow_every, moves=args.flow_moves
+        flow,
+        system.species,
+        proposals=proposals,
+        every=args.flow_every,
+        moves=args.flow_moves,
+        seed=args.seed + 2,
     )
     tic = time.process_time()
     result = mf.run_monte_carlo(
@@ -90,7 +99,7 @@ def flow_augmented(system, run_dir: Path, samples: Path, args):
         key=args.seed,
         progress=False,
         extra_moves=moves,
-        temperature=T,
+        temperature=args.temperature,
         num_chains=args.flow_chains,
         samples_per_chain=args.flow_samples,
         sweeps_between=args.flow_between,
@@ -99,13 +108,22 @@ def flow_augmented(system, run_dir: Path, samples: Path, args):
     )
     cpu = time.process_time() - tic
     per_solve = moves.eval_seconds / max(moves.evaluations, 1)
-    return result, cpu, cpu + per_solve * moves.cursor, moves, per_solve
+    charged = per_solve * moves.cursor if samples is not None else 0.0
+    return result, cpu, cpu + charged, moves, per_solve
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quickstart", type=Path, required=True)
+    parser.add_argument("--quickstart", type=Path, default=None, help="quickstart folder")
+    parser.add_argument("--run", type=Path, default=None, help="run (default: QS/run)")
+    parser.add_argument("--samples", type=Path, default=None, help="default: QS/samples/...")
+    parser.add_argument("--system", default="ipl-n10")
+    parser.add_argument("--temperature", "-T", type=float, default=0.1)
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--plain-chains", type=int, default=100)
+    parser.add_argument("--plain-samples", type=int, default=100)
+    parser.add_argument("--plain-between", type=int, default=20)
+    parser.add_argument("--plain-equilibration", type=int, default=500)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--flow-chains", type=int, default=8)
     parser.add_argument("--flow-samples", type=int, default=12)
@@ -114,16 +132,21 @@ def main():
     parser.add_argument("--flow-every", type=int, default=20)
     parser.add_argument("--flow-moves", type=int, default=2)
     args = parser.parse_args()
+    run_dir, samples = args.run, args.samples
+    if args.quickstart is not None:
+        run_dir = run_dir or args.quickstart / "run"
+        samples = samples or args.quickstart / "samples" / "samples.npz"
+    if run_dir is None:
+        parser.error("give --quickstart QS or --run RUN")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        system = mf.get_system("ipl-n10", temperature=T)
+        system = mf.get_system(args.system, temperature=args.temperature)
+    N, T = system.num_particles, args.temperature
 
-    res_f, cpu_chains, cpu_f, moves, per_solve = flow_augmented(
-        system, args.quickstart / "run", args.quickstart / "samples" / "samples.npz", args
-    )
+    res_f, cpu_chains, cpu_f, moves, per_solve = flow_augmented(system, run_dir, samples, args)
     prod_f = args.flow_samples * args.flow_between
     flow_stats = {
-        **moments(res_f.sample_energies),
+        **moments(res_f.sample_energies, N, T),
         **efficiency(res_f, cpu_f, prod_f),
         "flow_acceptance": res_f.acceptance["flow"],
         "acceptance": res_f.acceptance,
@@ -132,20 +155,20 @@ def main():
         "cpu_seconds_chains": cpu_chains,
         "cpu_seconds_per_solve": per_solve,
     }
-    # Plain swap Monte Carlo: many chains, far less CPU than the flow run (equal CPU or less).
-    res_p, cpu_p = plain(system, args.seed + 1, 100, 100, 20, 500)
-    plain_stats = {**moments(res_p.sample_energies), **efficiency(res_p, cpu_p, 100 * 20)}
+    res_p, cpu_p = plain(system, args)
+    prod_p = args.plain_samples * args.plain_between
+    plain_stats = {**moments(res_p.sample_energies, N, T), **efficiency(res_p, cpu_p, prod_p)}
     du = (flow_stats["u"] - plain_stats["u"]) / np.hypot(flow_stats["u_err"], plain_stats["u_err"])
     dcv = (flow_stats["cv"] - plain_stats["cv"]) / np.hypot(
         flow_stats["cv_err"], plain_stats["cv_err"]
     )
     report = {
-        "system": "ipl-n10",
+        "system": args.system,
         "temperature": T,
         "flow_augmented": flow_stats,
         "plain_swap_mc": plain_stats,
         "difference_in_errors": {"u": float(du), "cv": float(dcv)},
-        "settings": vars(args) | {"quickstart": str(args.quickstart), "out": str(args.out)},
+        "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
     }
     for name, s in (("flow-augmented", flow_stats), ("plain swap MC", plain_stats)):
         print(
