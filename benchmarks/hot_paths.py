@@ -43,6 +43,8 @@ import manifold_flows as mf
 #: one case see identical inputs and their outputs can be compared.
 SEED = 0
 FORWARD_BATCH = 256
+#: Steps per call of the `sequential` and `pipelined` training loops.
+LOOP_STEPS = 4
 
 
 @dataclasses.dataclass
@@ -180,9 +182,12 @@ def train(spec, p: Problem) -> Job:
 def train_step(spec, p: Problem) -> Job:
     """The library's complete `train_step`: pair drawing, species-wise OT coupling (Hungarian,
     on the host), loss, gradient, Adam, EMA. Library only (the naive reference of the field
-    is the `train` path)."""
-    if spec["impl"] != "library":
-        raise ValueError("train_step is timed for the library only (see the train path).")
+    is the `train` path). `sequential` and `pipelined` run `LOOP_STEPS` steps as `fit` does
+    (the loss read back after every step), the second with the host stage of each next step
+    dispatched before the current update and solved while the device computes it."""
+    impl = spec["impl"]
+    if impl not in ("library", "sequential", "pipelined"):
+        raise ValueError("train_step has the implementations library, sequential, pipelined.")
     from manifold_flows._train.state import init_train_state
 
     batch = spec.get("batch", FORWARD_BATCH)
@@ -197,23 +202,34 @@ def train_step(spec, p: Problem) -> Job:
     )
     species = p.species
 
+    step_options = dict(optimizer=optimizer, ema_decay=0.999, **strategies)
+
     def fn(dynamic, x1):
-        new, out = mf.train_step(
-            eqx.combine(dynamic, static),
-            x1,
-            species,
-            optimizer=optimizer,
-            ema_decay=0.999,
-            **strategies,
-        )
+        new, out = mf.train_step(eqx.combine(dynamic, static), x1, species, **step_options)
         return eqx.filter(new, eqx.is_array), out["loss"]
+
+    def loop(dynamic, x1):
+        state, coupled, losses = eqx.combine(dynamic, static), None, []
+        coupling = strategies["coupling"]
+        for k in range(LOOP_STEPS):
+            ahead = None
+            if impl == "pipelined":
+                if coupled is None:
+                    posed = mf.pose_host_coupling(state, x1, species, **strategies)
+                    coupled = mf.solve_host_coupling(posed, coupling)
+                if k + 1 < LOOP_STEPS:
+                    ahead = mf.pose_host_coupling(state, x1, species, ahead=1, **strategies)
+            state, out = mf.train_step(state, x1, species, coupled=coupled, **step_options)
+            coupled = None if ahead is None else mf.solve_host_coupling(ahead, coupling)
+            losses.append(float(out["loss"]))
+        return eqx.filter(state, eqx.is_array), losses[-1]
 
     # Not wrapped in jax.jit: train_step is two compiled functions with the coupling's host
     # stage (Hungarian assignment) between them, which a trace cannot hold.
     return Job(
-        fn,
+        fn if impl == "library" else loop,
         (dynamic, x1),
-        1,
+        1 if impl == "library" else LOOP_STEPS,
         "step",
         {"batch": batch},
         summarise=lambda out: {"loss": float(out[1])},

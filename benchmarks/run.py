@@ -9,7 +9,9 @@ Run from the project root with the project's Python:
 
 Paths (`--only`): `forward` (the field on a batch of 256), `train` (one flow-matching step on
 fixed pairs: loss, gradient, Adam), `train_step` (the library's full step, with the OT
-coupling and the EMA; library only), `divergence` (velocity + exact divergence at one
+coupling and the EMA; library only: one call, and loops of 4 steps as `fit` runs them,
+`sequential` and `pipelined` with the next step's host assignment overlapping the current
+update), `divergence` (velocity + exact divergence at one
 configuration), `sample` (one sample with exact log q, Dopri5 at 1e-5, and its NFE),
 `kernel` (the kernel field: velocity and velocity + closed-form divergence on a batch of 256,
 one sample with exact log q; its rows have no naive reference), `mc`
@@ -62,7 +64,7 @@ SCALING_SIZES = (64, 256, 1024)
 IMPLS = {
     "forward": ("library", "naive"),
     "train": ("library", "naive"),
-    "train_step": ("library",),
+    "train_step": ("library", "sequential", "pipelined"),
     "divergence": ("library", "naive"),
     "sample": ("library", "naive"),
     "scaling": ("library",),

@@ -414,6 +414,44 @@ def test_step_with_host_coupling_takes_the_loss_of_the_coupled_pairs(point_group
     np.testing.assert_allclose(float(out["loss"]), float(expected), rtol=1e-6)
 
 
+def test_host_stage_done_a_step_ahead_gives_the_same_step():
+    # fit pipelines a host coupling: the draws and assignment of step k+1 are made from the
+    # state of step k (`ahead=1`) while the device computes step k. The step must be the one
+    # train_step makes by itself at step k+1, bit for bit.
+    data = make_dataset(num=24)
+    opt = mf.make_optimizer(CONFIG, 48)
+    state = mf.init_train_state(
+        TinyField(jax.random.key(3)), opt, key=jax.random.key(4), dtype=jnp.float32
+    )
+    x = jnp.asarray(data.positions, dtype=jnp.float32)
+    x_a, x_b = x[:12], x[12:]
+    species = jnp.asarray(SPECIES)
+    strategies = dict(
+        interpolant=mf.GeodesicInterpolant(TORUS),
+        coupling=mf.SpeciesOTCoupling(TORUS),
+        base=mf.ParticleSpace(TORUS, N),
+    )
+    step = dict(optimizer=opt, ema_decay=0.9, **strategies)
+    ahead = mf.solve_host_coupling(
+        mf.pose_host_coupling(state, x_b, species, ahead=1, **strategies),
+        strategies["coupling"],
+    )
+    wrong = mf.solve_host_coupling(  # the draws of step k, not k+1
+        mf.pose_host_coupling(state, x_b, species, **strategies), strategies["coupling"]
+    )
+    s1, _ = mf.train_step(state, x_a, species, **step)
+    reference, out_ref = mf.train_step(s1, x_b, species, **step)
+    pipelined, out = mf.train_step(s1, x_b, species, coupled=ahead, **step)
+    assert float(out["loss"]) == float(out_ref["loss"])
+    assert trees_equal(pipelined, reference)
+    _, out_wrong = mf.train_step(s1, x_b, species, coupled=wrong, **step)
+    assert float(out_wrong["loss"]) != float(out_ref["loss"])  # the check can fail
+    with pytest.raises(ValueError, match="coupled"):
+        mf.train_step(
+            s1, x_b, species, coupled=ahead, **dict(step, coupling=mf.IndependentCoupling())
+        )
+
+
 # ------------------------------------------------------------------------------ divergence
 def test_nan_step_leaves_the_state_unchanged():
     data = make_dataset(num=12)

@@ -216,6 +216,7 @@ from ._pipeline import (
     system_energies as system_energies,
 )
 from ._train import (
+    HostCoupled as HostCoupled,
     ModelConfig as ModelConfig,
     RunSetup as RunSetup,
     TrainConfig as TrainConfig,
@@ -230,8 +231,10 @@ from ._train import (
     init_train_state as init_train_state,
     load_run as load_run,
     make_optimizer as make_optimizer,
+    pose_host_coupling as pose_host_coupling,
     sample_pairs as sample_pairs,
     setup_run as setup_run,
+    solve_host_coupling as solve_host_coupling,
     train_from_config as train_from_config,
     train_step as train_step,
 )

@@ -13,12 +13,16 @@ from .state import (
     make_optimizer as make_optimizer,
 )
 from .step import (
+    HostCoupled as HostCoupled,
     draw_pairs as draw_pairs,
+    pose_host_coupling as pose_host_coupling,
     sample_pairs as sample_pairs,
+    solve_host_coupling as solve_host_coupling,
     train_step as train_step,
 )
 
 __all__ = [
+    "HostCoupled",
     "ModelConfig",
     "RunSetup",
     "TrainConfig",
@@ -33,8 +37,10 @@ __all__ = [
     "init_train_state",
     "load_run",
     "make_optimizer",
+    "pose_host_coupling",
     "sample_pairs",
     "setup_run",
+    "solve_host_coupling",
     "train_from_config",
     "train_step",
 ]

@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import PRNGKeyArray
 
-from .._coupling import AbstractCoupling, SpeciesOTCoupling
+from .._coupling import AbstractCoupling, AbstractHostCoupling, SpeciesOTCoupling
 from .._interpolant import AbstractInterpolant
 from .._io import Dataset
 from .._manifold import FlatTorus, ParticleSpace
@@ -42,7 +42,7 @@ from .state import (
     learning_rate_schedule,
     make_optimizer,
 )
-from .step import sample_pairs, train_step
+from .step import pose_host_coupling, sample_pairs, solve_host_coupling, train_step
 
 _sample_pairs_jit = eqx.filter_jit(sample_pairs)
 
@@ -406,24 +406,49 @@ def fit(
     # steps timed since the last record in this call (the window may hold steps of the run
     # this one resumes, whose time is not known)
     timed_steps, window_start = 0, time.perf_counter()
-    perm_epoch, perm = None, None
+    perms: dict[int, np.ndarray] = {}  # the batch orders of the current and next epoch
+
+    def batch_at(step: int):
+        """The data batch of a step: the batch order of an epoch is a function of (key, epoch)."""
+        epoch, i = divmod(step, steps_per_epoch)
+        if epoch not in perms:
+            for old in [e for e in perms if e < epoch]:
+                del perms[old]
+            perms[epoch] = np.random.default_rng([*order_seed, epoch]).permutation(train_idx.size)
+        index = jnp.asarray(perms[epoch][i * config.batch_size : (i + 1) * config.batch_size])
+        return par.shard_batch(jnp.take(train_x, index, axis=0))
+
+    # A host coupling (the Hungarian assignment on the CPU) is pipelined: the draws of the
+    # next step are dispatched before the current update and its assignment is solved on
+    # the host while the device takes the gradient. Draws depend on (key, step) only, so
+    # the steps are those of the unpipelined loop.
+    host_coupling = isinstance(coupling, AbstractHostCoupling)
+    host = dict(strategies, group=group)
+    coupled = None
+    x1_next = batch_at(start) if start < total_steps else None
     try:
         for step in range(start, total_steps):
-            epoch, i = divmod(step, steps_per_epoch)
-            if perm_epoch != epoch:  # the batch order of an epoch: a function of (key, epoch)
-                perm = np.random.default_rng([*order_seed, epoch]).permutation(train_idx.size)
-                perm_epoch = epoch
-            index = jnp.asarray(perm[i * config.batch_size : (i + 1) * config.batch_size])
+            epoch = step // steps_per_epoch
+            x1, x1_next = x1_next, batch_at(step + 1) if step + 1 < total_steps else None
+            ahead = None
+            if host_coupling:
+                if coupled is None:
+                    posed = pose_host_coupling(state, x1, species, **host)
+                    coupled = solve_host_coupling(posed, coupling, parallel)
+                if x1_next is not None:
+                    ahead = pose_host_coupling(state, x1_next, species, ahead=1, **host)
             new_state, out = train_step(
                 state,
-                par.shard_batch(jnp.take(train_x, index, axis=0)),
+                x1,
                 species,
                 optimizer=optimizer,
                 ema_decay=config.ema_decay,
                 group=group,
                 parallel=parallel,
+                coupled=coupled,
                 **strategies,
             )
+            coupled = None if ahead is None else solve_host_coupling(ahead, coupling, parallel)
             loss, grad_norm = float(out["loss"]), float(out["grad_norm"])
             if not (math.isfinite(loss) and math.isfinite(grad_norm)):
                 metrics.write(

@@ -4,7 +4,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import optax
-from jaxtyping import Array, Float, Int, PRNGKeyArray
+from jaxtyping import Array, Float, Int, PRNGKeyArray, PyTree
 
 from .._coupling import AbstractCoupling, AbstractHostCoupling
 from .._group import AbstractGroupAction
@@ -78,13 +78,71 @@ def _ema_update(ema, params, decay):
 
 
 @eqx.filter_jit
-def _draw_and_pose(state, x1, species, *, interpolant, coupling, base, group):
-    """First half of a step with a host coupling: the random draws and the coupling problems."""
-    draws = draw_pairs(state.step_key(), x1, interpolant=interpolant, base=base, group=group)
+def _draw_and_pose(key_data, step, x1, species, *, interpolant, coupling, base, group):
+    """First half of a step with a host coupling: the random draws of step `step` (keyed as
+    `TrainState.step_key` keys them) and the coupling problems."""
+    key = jax.random.fold_in(jax.random.wrap_key_data(key_data), step)
+    draws = draw_pairs(key, x1, interpolant=interpolant, base=base, group=group)
     x0, x1 = draws[:2]
     spec = coupling.check_pair(x0[0], x1[0], species)
     problems = jax.vmap(coupling.pose, in_axes=(0, 0, None))(x0, x1, spec)
     return draws, jax.lax.stop_gradient(problems), spec
+
+
+class HostCoupled(eqx.Module):
+    """The host stage of one training step with a host coupling, done ahead of the step: the
+    random draws and the coupling's solutions (see `pose_host_coupling`)."""
+
+    draws: tuple
+    solutions: PyTree
+
+
+def pose_host_coupling(
+    state: TrainState,
+    x1: Float[Array, " batch *shape"],
+    species: Int[Array, " n"] | None,
+    *,
+    interpolant: AbstractInterpolant,
+    coupling: AbstractHostCoupling,
+    base: AbstractManifold,
+    group: AbstractGroupAction | None = None,
+    ahead: int = 0,
+) -> tuple:
+    """Dispatch the device half of the host stage of step `state.step + ahead`: its random
+    draws for the data batch `x1` and the coupling problems. Returns at once (JAX dispatches
+    asynchronously); `solve_host_coupling` finishes the stage on the host.
+
+    The draws of a step depend only on `(state.key, step)` and its batch, not on the
+    parameters, so the stage of the next step (`ahead=1`) can run while the device computes
+    the current one: `fit` dispatches it before the current update, and the host solves its
+    assignment while the device takes the gradient. The result is the same either way.
+    """
+    step = state.step + ahead
+    return _draw_and_pose(
+        state.key,
+        step,
+        x1,
+        species,
+        interpolant=interpolant,
+        coupling=coupling,
+        base=base,
+        group=group,
+    )
+
+
+def solve_host_coupling(
+    posed: tuple,
+    coupling: AbstractHostCoupling,
+    parallel: AbstractParallelism | None = None,
+) -> HostCoupled:
+    """Finish the host stage started by `pose_host_coupling`: copy the coupling problems to
+    the host, solve them in one call, and send the solutions back (split over the devices
+    of `parallel` like the batch)."""
+    parallel = SingleDevice() if parallel is None else parallel
+    draws, problems, spec = posed
+    problems = jax.tree.map(parallel.to_host, problems)
+    solutions = coupling.solve(problems, parallel.to_host(spec))
+    return HostCoupled(draws, jax.tree.map(parallel.shard_batch, solutions))
 
 
 def train_step(
@@ -99,6 +157,7 @@ def train_step(
     ema_decay: float,
     group: AbstractGroupAction | None = None,
     parallel: AbstractParallelism | None = None,
+    coupled: HostCoupled | None = None,
 ) -> tuple[TrainState, dict[str, Array]]:
     """One step: draw pairs for the data batch `x1` (see `sample_pairs`, keyed by
     `state.step_key()`), take the gradient of `flow_matching_loss`, apply the optimiser and
@@ -117,6 +176,9 @@ def train_step(
     devices, which apply them and take the gradient. Every draw is a function of
     `(state.key, state.step)` either way. (A host callback inside a computation split over
     devices can deadlock, which is why the host stage is not a callback inside the step.)
+    `coupled` passes that stage done ahead of time (`pose_host_coupling` +
+    `solve_host_coupling` for this step and batch), so that it can overlap the previous
+    step on the device; the step is the same.
 
     A step whose loss or gradient is not finite leaves the parameters, optimiser state and EMA
     unchanged (only the step counter advances); the returned loss tells the caller.
@@ -128,11 +190,16 @@ def train_step(
     parallel = SingleDevice() if parallel is None else parallel
     strategies = dict(interpolant=interpolant, coupling=coupling, base=base, group=group)
     if isinstance(coupling, AbstractHostCoupling):
-        batch, problems, spec = _draw_and_pose(state, x1, species, **strategies)
-        problems = jax.tree.map(parallel.to_host, problems)
-        solutions = coupling.solve(problems, parallel.to_host(spec))
-        solutions = jax.tree.map(parallel.shard_batch, solutions)
+        if coupled is None:
+            posed = pose_host_coupling(state, x1, species, **strategies)
+            coupled = solve_host_coupling(posed, coupling, parallel)
+        batch, solutions = coupled.draws, coupled.solutions
     else:  # the draws are made inside the compiled step
+        if coupled is not None:
+            raise ValueError(
+                "train_step: `coupled` is the host stage of a host coupling, but "
+                f"{type(coupling).__name__} couples inside the step; pass coupled=None."
+            )
         batch, solutions = x1, None
     return _step(
         state,
