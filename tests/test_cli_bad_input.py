@@ -600,6 +600,7 @@ def test_usage_errors_need_no_click(args, tmp_path):
     "args, expect",
     [
         (["-R", "1000000000"], "GiB"),  # item 5: refused before anything is allocated
+        (["--chunk-size", "1000000000"], "lower --chunk-size"),
         (["--out", "data.npz/s.npz"], "is a file"),
         (["--out", "b.npz"], "b.extxyz already exists"),  # item 4
         (["--out", "existing.npz"], "--force"),

@@ -430,10 +430,16 @@ def sample_to_file(
     _check_outputs(paths, resume=resume, force=force, extxyz=extxyz)
     if not isinstance(run, TrainedRun):
         run = load_run(run)
+    per_sample = 3 * (len(run.species) * run.torus.dim + 8) * 8  # kept, gathered, saved
     check_fits_in_memory(
-        3 * num_samples * (len(run.species) * run.torus.dim + 8) * 8,
+        num_samples * per_sample,
         what=f"{num_samples} samples of {len(run.species)} particles",
         fix=f"lower {argument('num_samples')}, or draw several sample files with different seeds",
+    )
+    check_fits_in_memory(  # a chunk is padded to its full size
+        chunk_size * per_sample,
+        what=f"a chunk of {chunk_size} samples",
+        fix=f"lower {argument('chunk_size')}",
     )
     flow = flow_for_run(
         run,
