@@ -102,3 +102,27 @@ def test_doctor_reports_a_backend_that_does_not_start(monkeypatch, capsys):
     out = capsys.readouterr()
     assert "FAIL: no checks ran." in out.out and "JAX_PLATFORMS='cuda'" in out.out
     assert "Traceback" not in out.out + out.err and out.err == ""
+
+
+def test_doctor_with_jax_platforms_naming_an_absent_backend(tmp_path):
+    # The real thing, in a fresh process: JAX_PLATFORMS must be read at JAX's start-up.
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(root), "JAX_PLATFORMS": "nosuch"}
+    script = "import sys; from cli.main import main; sys.argv = ['mflows', *sys.argv[1:]]; main()"
+    done = subprocess.run(
+        [sys.executable, "-c", script, "doctor", "--quick", "--precision", "64"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "could not start a backend" in done.stdout and "JAX_PLATFORMS='nosuch'" in done.stdout
+    assert "FAIL: no checks ran." in done.stdout
+    assert "Traceback" not in done.stdout + done.stderr
