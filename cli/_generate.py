@@ -370,7 +370,8 @@ def register(app: typer.Typer) -> None:
         rates = ", ".join(f"{k} {v:.3f}" for k, v in result.acceptance.items() if v is not None)
         typer.echo(
             f"wrote {out_path} ({result.dataset.num_samples} samples = {result.config.num_chains} "
-            f"chains x {result.config.samples_per_chain}); u = U/N = {energy['mean']:.5f} +- "
+            f"chains x {result.config.samples_per_chain}; energies with images="
+            f"{sys_obj.images}); u = U/N = {energy['mean']:.5f} +- "
             f"{energy['error']:.5f}; energy autocorrelation time {tau:.3g} sweeps (samples "
             f"{result.config.sweeps_between} sweeps apart); acceptance: {rates}; manifest "
             f"{manifest}"

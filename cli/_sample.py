@@ -181,6 +181,7 @@ def register(app: typer.Typer) -> None:
         typer.echo(
             f"wrote {dataset.num_samples} samples to {out}"
             + (f" and {out.with_suffix('.extxyz')}" if extxyz else "")
+            + f" (energies with images={meta['energy']['images']})"
             + f"; mean NFE {meta['nfe']['mean']:.1f}; raw u = "
             + (f"{np.mean(u[finite]):.5g}" if finite.any() else "n/a")
             + f"; ESS {weights.ess:.1f} (ESS/R {weights.ess_fraction:.3g}), "

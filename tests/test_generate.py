@@ -119,6 +119,7 @@ def test_cli_generate_with_config_file_and_overrides(tmp_path):
     result = CliRunner().invoke(cli_app(), args)
     assert result.exit_code == 0, result.output
     assert "wrote" in result.output and "u = U/N" in result.output
+    assert "energies with images=minimum" in result.output
     ds = mf.Dataset.load(out)
     assert ds.temperature == 1.5  # the command line overrides the file
     assert ds.num_samples == 16  # 4 chains x 4 samples from the file

@@ -321,6 +321,8 @@ def test_cli_sample_happy_path(tmp_path, monkeypatch, capsys):
     )  # fmt: skip
     assert code == 0, stderr
     assert f"wrote {R} samples" in stdout and "ESS" in stdout
+    # the run's preset (ipl-n10) in its own convention: said in a few words, no warning
+    assert "energies with images=minimum" in stdout and "image convention" not in stderr
     ds = mf.load_configurations(out)
     np.testing.assert_array_equal(ds.positions, full.positions)
     assert out.with_suffix(".extxyz").is_file()
