@@ -146,6 +146,21 @@ def register(app: typer.Typer) -> None:
             int,
             typer.Option("--samples-per-block", help="Samples per chain between checkpoints."),
         ] = 10,
+        adapt_rounds: Annotated[
+            int,
+            typer.Option(
+                "--adapt-rounds",
+                help="Adaptive burn-in: rounds of chains whose samples fine-tune the flow by "
+                "flow matching before production (0: none). The flow is frozen in production.",
+            ),
+        ] = 0,
+        adapt_samples: Annotated[
+            int,
+            typer.Option("--adapt-samples", help="Samples per chain of each adaptation round."),
+        ] = 10,
+        adapt_epochs: Annotated[
+            int, typer.Option("--adapt-epochs", help="Fine-tuning epochs per adaptation round.")
+        ] = 1,
         seed: Annotated[int, typer.Option("--seed", help="Seed of the chains.")] = 0,
         proposal_seed: Annotated[
             int, typer.Option("--proposal-seed", help="Seed of the drawn proposals.")
@@ -174,7 +189,9 @@ def register(app: typer.Typer) -> None:
 
         jax.config.update("jax_enable_x64", True)
         from manifold_flows import (
+            adapt_flow,
             flow_for_run,
+            flow_matching_adapter,
             flow_mcmc_dataset,
             flow_mcmc_summary,
             get_system,
@@ -222,6 +239,35 @@ def register(app: typer.Typer) -> None:
             source = None
             if proposals is not None:
                 source = proposals_from_samples(proposals, system=sys_obj, temperature=T)
+            start = {"num_chains": chains, "equilibration_sweeps": equilibration}
+            if adapt_rounds < 0:
+                raise UserError(f"--adapt-rounds must be >= 0; got {adapt_rounds}.")
+            if adapt_rounds > 0:
+                if source is not None:
+                    raise UserError(
+                        "--adapt-rounds needs proposals from the (changing) flow, not --proposals."
+                    )
+                burnt = adapt_flow(
+                    sys_obj,
+                    likelihood=flow,
+                    adapt=flow_matching_adapter(trained, epochs=adapt_epochs),
+                    key=seed + 1_000_000,
+                    rounds=adapt_rounds,
+                    burn_in={
+                        **start,
+                        "temperature": T,
+                        "samples_per_chain": adapt_samples,
+                        "sweeps_between": sweeps_between,
+                        "p_swap": p_swap,
+                        "step_size": step_size,
+                    },
+                    flow_every=flow_every,
+                    flow_moves=flow_moves,
+                    progress=progress,
+                )
+                flow = burnt.likelihood  # frozen from here on
+                start = {**burnt.start, "equilibration_sweeps": 0}
+                step_size = start.pop("step_size")
             result = flow_mcmc_dataset(
                 sys_obj,
                 out,
@@ -239,15 +285,22 @@ def register(app: typer.Typer) -> None:
                 resume=resume,
                 progress=progress,
                 temperature=T,
-                num_chains=chains,
                 samples_per_chain=samples_per_chain,
                 sweeps_between=sweeps_between,
-                equilibration_sweeps=equilibration,
                 p_swap=p_swap,
                 step_size=step_size,
                 samples_per_block=samples_per_block,
+                **start,
             )
         summary = flow_mcmc_summary(result)
+        if adapt_rounds > 0:
+            summary["adaptation"] = {
+                "rounds": adapt_rounds,
+                "samples_per_chain": adapt_samples,
+                "epochs": adapt_epochs,
+                "flow_acceptance_by_round": list(burnt.flow_acceptance),
+                "note": "the flow was fine-tuned on burn-in samples only, then frozen",
+            }
         options = {k: (str(v) if isinstance(v, Path) else v) for k, v in dict(locals()).items()}
         options = {k: options[k] for k in _OPTIONS if k in options}
         manifest = write_manifest(
@@ -301,6 +354,9 @@ _OPTIONS = (
     "p_swap",
     "step_size",
     "samples_per_block",
+    "adapt_rounds",
+    "adapt_samples",
+    "adapt_epochs",
     "seed",
     "proposal_seed",
     "extxyz",

@@ -497,3 +497,29 @@ def test_adaptive_mode_learns_during_burn_in_and_is_exact_in_production():
     assert abs(du) < 4 and abs(du2) < 4, (du, du2)
     fingerprint = out.production.dataset.metadata["mc"]["extra_moves"]
     assert fingerprint["proposals_used"] == CHAINS * 2 * 2 * SAMPLES  # production only
+
+
+@pytest.mark.slow
+def test_cli_adaptive_burn_in_fine_tunes_then_freezes(tiny_run, tmp_path):
+    """`--adapt-rounds`: burn-in rounds fine-tune the run's flow on the chains' samples, then
+    production runs the frozen flow from the burn-in's last states (slow: compiles training)."""
+    out = tmp_path / "adaptive.npz"
+    code, _, err = _cli(
+        [
+            "mcmc",
+            "--run",
+            tiny_run,
+            "--out",
+            out,
+            *MCMC,
+            "--adapt-rounds",
+            "1",
+            "--adapt-samples",
+            "4",
+        ]
+    )
+    assert code == 0, err
+    manifest = json.loads((tmp_path / "adaptive.manifest.json").read_text())
+    adaptation = manifest["flow_mcmc"]["adaptation"]
+    assert adaptation["rounds"] == 1 and len(adaptation["flow_acceptance_by_round"]) == 1
+    assert mf.Dataset.load(out).num_samples == 4

@@ -5,7 +5,10 @@ from .acceptance import (
 )
 from .adaptive import (
     AdaptiveResult as AdaptiveResult,
+    BurnIn as BurnIn,
+    adapt_flow as adapt_flow,
     adaptive_flow_mcmc as adaptive_flow_mcmc,
+    flow_matching_adapter as flow_matching_adapter,
 )
 from .advance import (
     AdvanceOutput as AdvanceOutput,
@@ -13,6 +16,10 @@ from .advance import (
     advance as advance,
 )
 from .checkpoint import CheckpointStore as CheckpointStore
+from .cluster import (
+    ClusterMCResult as ClusterMCResult,
+    cluster_monte_carlo as cluster_monte_carlo,
+)
 from .config import MCConfig as MCConfig
 from .diagnostics import (
     AutocorrelationTime as AutocorrelationTime,
@@ -78,10 +85,12 @@ __all__ = [
     "AutocorrelationWarning",
     "Barker",
     "BlockInfo",
+    "BurnIn",
     "ChainAgreement",
     "ChainDisagreementWarning",
     "ChainState",
     "CheckpointStore",
+    "ClusterMCResult",
     "EnergyDriftError",
     "FlowMoves",
     "KernelSettings",
@@ -94,6 +103,7 @@ __all__ = [
     "ProposalsExhaustedError",
     "SampleSpacingWarning",
     "SamplerState",
+    "adapt_flow",
     "adaptive_flow_mcmc",
     "advance",
     "canonicalize",
@@ -101,10 +111,12 @@ __all__ = [
     "chain_sweep",
     "check_label_invariance",
     "checkpoint_dir_for",
+    "cluster_monte_carlo",
     "contact_distances",
     "draw_sweep",
     "flow_block",
     "flow_log_weight",
+    "flow_matching_adapter",
     "flow_mcmc_dataset",
     "flow_mcmc_summary",
     "flow_step",

@@ -84,6 +84,68 @@ def adaptive_flow_mcmc(
 
     An `AdaptiveResult`.
     """
+    burnt = adapt_flow(
+        system,
+        likelihood=likelihood,
+        adapt=adapt,
+        key=key,
+        rounds=rounds,
+        burn_in=burn_in,
+        flow_every=flow_every,
+        flow_moves=flow_moves,
+        progress=progress,
+    )
+    options.setdefault("equilibration_sweeps", 0)
+    moves = FlowMoves(
+        burnt.likelihood,
+        system.species,
+        every=flow_every,
+        moves=flow_moves,
+        seed=int(key) + 10_000 + rounds,
+    )
+    production = run_monte_carlo(
+        system,
+        key=int(key) + rounds,
+        extra_moves=moves,
+        progress=progress,
+        **{**options, **burnt.start},
+    )
+    rates = (*burnt.flow_acceptance, production.acceptance.get("flow"))
+    return AdaptiveResult(production, burnt.rounds, burnt.likelihood, rates)
+
+
+@dataclasses.dataclass(frozen=True)
+class BurnIn:
+    """The outcome of `adapt_flow`.
+
+    **Fields:** `likelihood` (the adapted model), `start` (`run_monte_carlo` options that
+    continue from the chains' last states: `initial_positions`, `initial_species`,
+    `num_chains`, `step_size`), `rounds` (the `MCResult` of each round), `flow_acceptance`
+    (each round's).
+    """
+
+    likelihood: AbstractLikelihood
+    start: dict[str, Any]
+    rounds: tuple[MCResult, ...]
+    flow_acceptance: tuple[float | None, ...]
+
+
+def adapt_flow(
+    system: ParticleSystem,
+    *,
+    likelihood: AbstractLikelihood,
+    adapt: Callable[[AbstractLikelihood, Dataset, int], AbstractLikelihood],
+    key: int,
+    rounds: int = 2,
+    burn_in: dict[str, Any] | None = None,
+    flow_every: int = 10,
+    flow_moves: int = 1,
+    progress: bool = False,
+) -> BurnIn:
+    """The burn-in of `adaptive_flow_mcmc` alone: `rounds` rounds of flow-augmented chains,
+    each followed by `adapt(model, samples, round)`. Production is left to the caller (e.g.
+    `flow_mcmc_dataset(..., likelihood=burn_in.likelihood, **burn_in.start)`), which must keep
+    the returned model frozen. See `adaptive_flow_mcmc` for the arguments."""
     if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
         raise ValueError(f"rounds must be an integer >= 1; got {rounds!r}.")
     burn_in = dict(burn_in or {})
@@ -108,15 +170,7 @@ def adaptive_flow_mcmc(
         if not isinstance(model, AbstractLikelihood):
             raise TypeError(f"`adapt` must return an AbstractLikelihood; got {type(model)}.")
         start = _last_states(result)
-    options.setdefault("equilibration_sweeps", 0)
-    moves = FlowMoves(
-        model, system.species, every=flow_every, moves=flow_moves, seed=int(key) + 10_000 + rounds
-    )
-    production = run_monte_carlo(
-        system, key=int(key) + rounds, extra_moves=moves, progress=progress, **{**options, **start}
-    )
-    rates.append(production.acceptance.get("flow"))
-    return AdaptiveResult(production, tuple(results), model, tuple(rates))
+    return BurnIn(model, start, tuple(results), tuple(rates))
 
 
 def _last_states(result: MCResult) -> dict[str, Any]:
@@ -129,3 +183,52 @@ def _last_states(result: MCResult) -> dict[str, Any]:
         "num_chains": positions.shape[0],
         "step_size": float(result.final_state.step_size),
     }
+
+
+def flow_matching_adapter(
+    run: Any, *, epochs: int = 1, ema_decay: float = 0.9, lr: float | None = None
+) -> Callable[[AbstractLikelihood, Dataset, int], AbstractLikelihood]:
+    """An `adapt` for `adaptive_flow_mcmc` / `adapt_flow` that fine-tunes the field of a
+    continuous flow by flow matching on the chains' samples, with the interpolant, coupling and
+    training settings of `run` (a `TrainedRun`), for `epochs` epochs.
+
+    The flow's field is replaced by the fine-tuned EMA field (`ema_decay`, low by default so
+    that a few steps move it); everything else about the flow (base, divergence, solver) is
+    kept. `lr` defaults to the run's.
+    """
+    import equinox as eqx
+
+    from .._coupling import build_coupling
+    from .._train import fit
+
+    info = run.info.get("coupling", {}) or {}
+    coupling = build_coupling(
+        info.get("name", "species_ot"), run.torus, point_group=bool(info.get("point_group"))
+    )
+
+    box = np.asarray(run.torus.lengths, dtype=np.float64)
+
+    def adapt(model: AbstractLikelihood, samples: Dataset, round_: int) -> AbstractLikelihood:
+        if np.allclose(samples.box, box, rtol=1e-6, atol=0):
+            # the run may record its box rounded (e.g. 4.472136 for sqrt(20)): use its own
+            samples = samples.replace(box=box)
+        batch = max(1, min(run.config.batch_size, len(samples) // 2))
+        config = dataclasses.replace(
+            run.config,
+            epochs=epochs,
+            batch_size=batch,
+            ema_decay=ema_decay,
+            lr=run.config.lr if lr is None else lr,
+            seed=run.config.seed + 1 + round_,
+        )
+        trained = fit(
+            model.field,
+            samples,
+            interpolant=run.interpolant,
+            coupling=coupling,
+            config=config,
+            progress=False,
+        )
+        return eqx.tree_at(lambda flow: flow.field, model, trained.field)
+
+    return adapt
