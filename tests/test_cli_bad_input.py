@@ -233,7 +233,8 @@ CLI_CASES: dict[str, Cli] = {
     "generate out under a file": Cli((*GEN, "--out", "data.npz/x.npz"), "is a file"),
     "generate out in proc": Cli((*GEN, "--out", "/proc/x.npz"), "/proc"),
     "generate out deep under a file": Cli((*GEN, "--out", "data.npz/a/b/x.npz"), "is a file"),
-    "generate out is a folder": Cli((*GEN, "--out", "folder.npz"), "folder.npz"),
+    "generate out is a folder": Cli((*GEN, "--out", "folder.npz"), "folder.npz: it is a folder"),
+    "sample out is a folder": Cli((*SAMPLE, "--out", "folder.npz"), "folder.npz: it is a folder"),
     "generate extxyz exists": Cli(
         (*GEN_OUT, "--extxyz", "existing.extxyz"), "existing.extxyz already exists"
     ),

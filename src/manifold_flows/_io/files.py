@@ -36,12 +36,17 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
 
 def check_writable(path: str | os.PathLike, *, what: str = "the output") -> Path:
     """Check, before any work, that `path` can be created: the nearest existing folder above it
-    is a folder (not a file) and accepts new files. Raises `NotADirectoryError` or
-    `PermissionError` with one line naming the path and the fix; returns the path.
+    is a folder (not a file) and accepts new files, and `path` is not a folder. Raises
+    `NotADirectoryError`, `PermissionError` or `IsADirectoryError` with one line naming the
+    path and the fix; returns the path.
 
     The folders between that folder and `path` are created later by the writer; nothing is
     created here."""
     path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(
+            f"cannot write {what} {path}: it is a folder; name a file (inside it, or elsewhere)."
+        )
     parent = path.absolute().parent
     while not parent.exists() and parent != parent.parent:
         parent = parent.parent
