@@ -1,6 +1,7 @@
 from .angle_mlp import AngleMLP as AngleMLP
 from .base import (
     AbstractFieldWithDivergence as AbstractFieldWithDivergence,
+    AbstractTranslationInvariantField as AbstractTranslationInvariantField,
     AbstractVectorField as AbstractVectorField,
 )
 from .batch import (
@@ -20,6 +21,7 @@ __all__ = [
     "DEFAULT_CHUNK_SIZE",
     "FIELD_NAMES",
     "AbstractFieldWithDivergence",
+    "AbstractTranslationInvariantField",
     "AbstractVectorField",
     "AngleMLP",
     "EuclideanEGNN",

@@ -42,8 +42,9 @@ class AbstractFieldWithDivergence(AbstractVectorField):
 
     `ContinuousFlow` integrates such a field with `FieldDivergence` by default: one call of
     `velocity_and_divergence` per step instead of the generic exact divergence (`N d`
-    tangent passes). Only for flat spaces (the torus, Euclidean space), where the divergence
-    is the trace of the Jacobian.
+    tangent passes). Only where the divergence is the trace of the Jacobian: flat spaces (the
+    torus, Euclidean space), and `ZeroCenterOfMass` for a field that is also an
+    `AbstractTranslationInvariantField`.
     """
 
     @abc.abstractmethod
@@ -59,3 +60,17 @@ class AbstractFieldWithDivergence(AbstractVectorField):
         `(v, div)`: `v == self(t, x, args)` and the exact divergence
         `div v = sum_k dv_k / dx_k` (the trace of the Jacobian) at `x`.
         """
+
+
+class AbstractTranslationInvariantField(AbstractVectorField):
+    """Capability marker: a particle field that a rigid translation of all particles leaves
+    unchanged, `f(t, x + 1 c^T, args) == f(t, x, args)` for every shift `c` in `R^d` (on a
+    torus: every torus translation).
+
+    Its Jacobian `J` then vanishes on the translation directions, `J P = J` with
+    `P = I - (1/n) 1 1^T` (per axis) the projector onto zero centre of mass, so on
+    `ZeroCenterOfMass` the Riemannian divergence `tr(P J) = tr(J P) = tr(J)` is the plain
+    trace: a closed-form divergence (`AbstractFieldWithDivergence`) then applies unchanged,
+    and `ContinuousFlow` uses it there (`FieldDivergence`). The property is checked by
+    `assert_equivariant` with a translation action.
+    """

@@ -11,10 +11,10 @@ from .._manifold import Euclidean, FlatTorus
 from .._manifold.particles import check_species
 from ._egnn_core import cast_floating
 from ._options import check_positive_int
-from .base import AbstractFieldWithDivergence
+from .base import AbstractFieldWithDivergence, AbstractTranslationInvariantField
 
 
-class KernelField(AbstractFieldWithDivergence):
+class KernelField(AbstractFieldWithDivergence, AbstractTranslationInvariantField):
     """A sum of pairwise radial kernels, with its divergence in closed form:
 
         v_i(t, x) = sum_{j != i} Delta_ij phi_{s_i s_j}(|Delta_ij|, t),
@@ -40,8 +40,10 @@ class KernelField(AbstractFieldWithDivergence):
     and distances, with species-pair weights, so it is equivariant under permutations within
     species, translations (torus or Euclidean), rotations and reflections (Euclidean) and the
     point group of the box (torus), and the total velocity `sum_i v_i` is zero (the centre of
-    mass does not move). On a torus `r_c` may not exceed half the shortest box side: the
-    kernels then vanish before the minimum image jumps, and the field is smooth and periodic.
+    mass does not move): it is an `AbstractTranslationInvariantField`, so its closed-form
+    divergence also holds on `ZeroCenterOfMass` (Euclidean clusters). On a torus `r_c` may
+    not exceed half the shortest box side: the kernels then vanish before the minimum image
+    jumps, and the field is smooth and periodic.
     This is the kernel flow of Köhler, Klein and Noé ("Equivariant Flows"), with species.
 
     **Arguments:**

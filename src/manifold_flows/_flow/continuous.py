@@ -11,8 +11,8 @@ import jax.tree_util as jtu
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray, PyTree, Shaped
 
-from .._field.base import AbstractFieldWithDivergence
-from .._manifold import AbstractManifold
+from .._field.base import AbstractFieldWithDivergence, AbstractTranslationInvariantField
+from .._manifold import AbstractManifold, ZeroCenterOfMass
 from .._precision import EXACT_NAME
 from ._base_dist import AbstractBase, UniformBase
 from ._divergence import (
@@ -38,6 +38,24 @@ FAILED_MESSAGE = (
     "ContinuousFlow: the ODE solve failed (step size collapsed or non-finite values); check the "
     "vector field for NaN/inf, or loosen rtol/atol."
 )
+
+
+def closed_form_applies(field: Callable, space: AbstractManifold) -> bool:
+    """Whether the field's own divergence (`velocity_and_divergence`, the trace of its ambient
+    Jacobian) is the Riemannian divergence on `space`, so that `FieldDivergence` may be used.
+
+    True for an `AbstractFieldWithDivergence` on a flat space (the tangent projector is the
+    identity), and on `ZeroCenterOfMass` when the field is also an
+    `AbstractTranslationInvariantField`: its Jacobian then satisfies `J P = J` for the
+    projector `P` onto zero centre of mass, so `tr(P J) = tr(J P) = tr(J)`.
+    """
+    if not isinstance(field, AbstractFieldWithDivergence):
+        return False
+    if is_flat_embedded(space):
+        return True
+    return isinstance(space, ZeroCenterOfMass) and isinstance(
+        field, AbstractTranslationInvariantField
+    )
 
 
 def _floating_dtypes(tree: PyTree) -> set[np.dtype]:
@@ -86,7 +104,8 @@ class ContinuousFlow(AbstractLikelihood):
     - `base`: the base distribution (default `UniformBase(space)`).
     - `divergence`: an `AbstractDivergence` (default: `FieldDivergence()` when the field
       computes its own divergence in closed form (`AbstractFieldWithDivergence`, e.g.
-      `KernelField`) on a flat space, else `ExactDivergence()`; use a stochastic estimator
+      `KernelField`) on a flat space or, translation invariant, on `ZeroCenterOfMass`
+      (`closed_form_applies`), else `ExactDivergence()`; use a stochastic estimator
       only where a noisy log q is acceptable, never for importance weights).
     - `solver`: a name (`"dopri5"`, `"tsit5"`, `"bosh3"`, `"heun"`, `"midpoint"`,
       `"ralston"`, `"euler"`, `"dopri8"`) or a diffrax explicit Runge-Kutta solver.
@@ -150,7 +169,7 @@ class ContinuousFlow(AbstractLikelihood):
                 f"ContinuousFlow: the base lives on points of shape {base.space.point_shape} "
                 f"but the flow's space has shape {space.point_shape}; build both on one space."
             )
-        closed_form = isinstance(field, AbstractFieldWithDivergence) and is_flat_embedded(space)
+        closed_form = closed_form_applies(field, space)
         if divergence is None:
             divergence = FieldDivergence() if closed_form else ExactDivergence()
         if not isinstance(divergence, AbstractDivergence):
@@ -161,7 +180,8 @@ class ContinuousFlow(AbstractLikelihood):
         if isinstance(divergence, FieldDivergence) and not closed_form:
             raise ValueError(
                 "ContinuousFlow: FieldDivergence needs a field that computes its own divergence "
-                f"(an AbstractFieldWithDivergence, e.g. KernelField) on a flat space; got "
+                "(an AbstractFieldWithDivergence, e.g. KernelField) on a flat space, or a "
+                "translation-invariant one on ZeroCenterOfMass; got "
                 f"{type(field).__name__} on {type(space).__name__}. Use ExactDivergence()."
             )
         solver = make_solver(solver)
@@ -334,10 +354,12 @@ class ContinuousFlow(AbstractLikelihood):
         if isinstance(self.divergence, FieldDivergence):
             # The field's closed form. On a flat space the tangent projector is the identity
             # and the wrap onto the torus has the identity derivative, so this is `tr J` of
-            # the velocity the solver integrates.
+            # the velocity the solver integrates; on ZeroCenterOfMass the field is translation
+            # invariant and `tr(P J) = tr(J)` (`closed_form_applies`). The velocity is made
+            # tangent as in `velocity` (the identity on flat spaces).
             z = self.space.project(x)
             v, div = self._with_precision(self.field.velocity_and_divergence, t, z, args)
-            return v, jnp.asarray(div, self.dtype)
+            return self.space.project_tangent(z, v), jnp.asarray(div, self.dtype)
         v, div = self.divergence(lambda z: self.velocity(t, z, args), x, probe, self.space)
         return v, jnp.asarray(div, self.dtype)
 

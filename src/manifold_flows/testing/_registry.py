@@ -1,7 +1,14 @@
 """The registry of built-in manifold instances that the contract tests and `mflows doctor`
 run the laws on."""
 
-from .._manifold import AbstractManifold, Euclidean, FlatTorus, ParticleSpace, Sphere
+from .._manifold import (
+    AbstractManifold,
+    Euclidean,
+    FlatTorus,
+    ParticleSpace,
+    Sphere,
+    ZeroCenterOfMass,
+)
 
 __all__ = ["manifold_registry"]
 
@@ -11,7 +18,8 @@ def manifold_registry() -> dict[str, AbstractManifold]:
 
     Covers the flat torus in 1, 2 and 3 dimensions (square, rectangular and cubic boxes; the
     2D box is the N = 10 IPL box), Euclidean space, the circle and the 2-sphere, and the
-    particle configuration space of a 2D torus. A new manifold is added here, and every
+    particle configuration space of a 2D torus, and the zero-centre-of-mass configurations
+    of 4 particles in R^2 (the DW4 system). A new manifold is added here, and every
     contract test then runs on it.
 
     **Returns:**
@@ -27,4 +35,5 @@ def manifold_registry() -> dict[str, AbstractManifold]:
         "sphere_1": Sphere(1),
         "sphere_2": Sphere(2),
         "particles_torus_2d": ParticleSpace(FlatTorus(4.472136, dim=2), 5),
+        "zero_com_4x2": ZeroCenterOfMass(4, 2),
     }
