@@ -18,6 +18,7 @@ from manifold_flows import (
     save_configurations,
     write_extxyz,
 )
+from manifold_flows._io._frames import OutsideBoxWarning
 
 
 def make_dataset(dim=2, num_samples=3, seed=0):
@@ -104,7 +105,8 @@ def test_extxyz_written_by_ase_is_read(tmp_path):
         frames.append(atoms)
     path = tmp_path / "ase.extxyz"
     ase.io.write(path, frames, format="extxyz")
-    ds = read_extxyz(path)
+    with pytest.warns(OutsideBoxWarning):  # the frames are unwrapped and carry energies
+        ds = read_extxyz(path)
     assert ds.species_names == ("Ar", "Kr") and ds.composition == {"Ar": 3, "Kr": 1}
     np.testing.assert_array_equal(ds.box, [3.0, 4.0, 5.0])
     np.testing.assert_array_equal(ds.energy, [-1.5, -2.5])
@@ -171,7 +173,8 @@ def test_atooms_xyz_wraps_orders_and_reads_the_header(tmp_path):
         rows = "\n".join(f"{n} {a} {b}" for n, (a, b) in zip(names, x, strict=True))
         text += ATOOMS.format(step=1000 * (k + 1), u=0.25 * (k + 1), rows=rows)
     (tmp_path / "t.xyz").write_text(text)
-    ds = read_xyz(tmp_path / "t.xyz")
+    with pytest.warns(OutsideBoxWarning):  # unwrapped coordinates with energies: flagged
+        ds = read_xyz(tmp_path / "t.xyz")
     assert ds.species_names == ("2", "10") and list(ds.species) == [0, 0, 1]
     want = base[[0, 2, 1]]
     for k in range(2):
@@ -180,7 +183,8 @@ def test_atooms_xyz_wraps_orders_and_reads_the_header(tmp_path):
     np.testing.assert_array_equal(ds.extra["step"], [1000, 2000])
     assert ds.temperature == 0.3 and ds.system == "BHHP"
     assert ds.metadata["density"] == 0.15 and ds.metadata["model"] == "BHHP"
-    assert load_configurations(tmp_path / "t.xyz").metadata["format"] == "xyz (atooms)"
+    with pytest.warns(OutsideBoxWarning):
+        assert load_configurations(tmp_path / "t.xyz").metadata["format"] == "xyz (atooms)"
 
 
 def test_atooms_xyz_centred_coordinates(tmp_path):
@@ -288,3 +292,29 @@ def test_load_configurations_dispatch_and_errors(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # reading is silent
         load_configurations(path, format="xyz")
+
+
+def test_text_frames_with_energies_far_outside_the_box_are_flagged(tmp_path):
+    # Unwrapped coordinates are legitimate (a periodic energy does not change when a particle
+    # moves by whole box lengths), but far outside the box they may also mean a wrong box or
+    # wrong units: the frames are wrapped and flagged, never silently.
+    import warnings
+
+    header = 'Lattice="4.0 0.0 0.0 0.0 5.0 0.0 0.0 0.0 0.0" Properties=species:S:1:pos:R:2'
+    far = f"2\n{header} energy=-1.5\nA 13.0 1.0\nB 1.0 2.0\n"
+    with pytest.warns(OutsideBoxWarning, match=r"up to 2\.25 box lengths outside"):
+        ds = load_configurations(_write(tmp_path / "far.extxyz", far))
+    assert ds.metadata["positions_outside_box"]["frames"] == 1
+    np.testing.assert_allclose(ds.positions[0, 0], [1.0, 1.0])  # wrapped all the same
+    centred = f"2\n{header} energy=-1.5\nA -1.9 -2.4\nB 1.0 2.0\n"
+    no_energy = f"2\n{header}\nA 13.0 1.0\nB 1.0 2.0\n"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", OutsideBoxWarning)
+        for name, text in (("centred.extxyz", centred), ("plain.extxyz", no_energy)):
+            ds = load_configurations(_write(tmp_path / name, text))
+            assert "positions_outside_box" not in ds.metadata
+
+
+def _write(path, text):
+    path.write_text(text)
+    return path

@@ -1,6 +1,7 @@
 """Shared helpers of the text readers: species names to labels, frames to a `Dataset`."""
 
 import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -71,8 +72,20 @@ def build_dataset(
     extra: dict[str, np.ndarray] | None = None,
     metadata: dict[str, Any] | None = None,
 ) -> Dataset:
-    """A canonical `Dataset` from parsed frames (wraps positions, sorts particles by species)."""
+    """A canonical `Dataset` from parsed frames (wraps positions, sorts particles by species).
+
+    Text formats may hold unwrapped or centred coordinates: wrapping them moves particles by
+    whole box lengths, which leaves a periodic energy unchanged. Frames with stored energies
+    whose positions lie more than half a box length outside `[0, L)` (more than centred
+    coordinates explain) are wrapped all the same, but flagged: an `OutsideBoxWarning` and
+    `metadata["positions_outside_box"]`, since with a wrong box or wrong units the stored
+    energies would not describe the wrapped frames."""
     labels, names = species_labels(frame_names, species_order)
+    metadata = dict(metadata or {})
+    if energy is not None:
+        outside = _outside_box(path, positions, box)
+        if outside is not None:
+            metadata["positions_outside_box"] = outside
     try:
         return Dataset.from_frames(
             positions,
@@ -83,10 +96,41 @@ def build_dataset(
             temperature=temperature,
             system=system,
             extra=extra or {},
-            metadata=metadata or {},
+            metadata=metadata,
         )
     except ValueError as exc:
         raise ValueError(f"{path}: {exc}") from exc
+
+
+class OutsideBoxWarning(UserWarning):
+    """A file's frames carry energies and lie far outside its box: they are wrapped, and the
+    energies are right only if the coordinates are unwrapped ones of this very box."""
+
+
+#: Beyond this many box lengths outside `[0, L)` a position is neither rounding nor a centred
+#: coordinate (`[-L/2, L/2)`).
+_FAR_OUTSIDE = 0.5
+
+
+def _outside_box(path: Path, positions: np.ndarray, box: np.ndarray) -> dict[str, Any] | None:
+    pos = np.asarray(positions, dtype=np.float64)
+    lengths = np.asarray(box, dtype=np.float64).reshape(-1)
+    if pos.ndim != 3 or lengths.shape != pos.shape[-1:] or not np.all(np.isfinite(pos)):
+        return None  # the Dataset constructor names these mistakes
+    depth = np.maximum(-pos, pos - lengths) / lengths
+    frames = np.nonzero(np.any(depth > _FAR_OUTSIDE, axis=(1, 2)))[0]
+    if not frames.size:
+        return None
+    worst = float(np.max(depth))
+    warnings.warn(
+        f"{path}: positions of {frames.size} frame(s) with stored energies lie up to "
+        f"{worst:.3g} box lengths outside the box {lengths.tolist()} and were wrapped; the "
+        "energies describe the wrapped frames only if these are unwrapped coordinates of this "
+        "box, so check the box and the units if they are not.",
+        OutsideBoxWarning,
+        stacklevel=4,
+    )
+    return {"frames": int(frames.size), "max_box_lengths": worst, "first_frame": int(frames[0])}
 
 
 def parse_float(path: Path, lineno: int, text: str, what: str) -> float:

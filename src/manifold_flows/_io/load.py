@@ -68,10 +68,13 @@ def load_configurations(path: str | os.PathLike, *, format: str | None = None) -
 
     Wrapping: the text formats may hold unwrapped or centred coordinates, and moving a particle
     by whole box lengths leaves a periodic energy unchanged, so their stored energies stay
-    valid. A `.npz` dataset is saved wrapped: one whose positions lie outside its box while it
-    stores energies was changed by hand or pairs its coordinates with another box, and is
-    refused (`ValueError`) rather than wrapped into configurations its energies do not
-    describe. Empty, truncated or damaged files raise one `ValueError` naming the file.
+    valid; frames with energies lying more than half a box length outside the box are wrapped
+    but flagged (a warning and `metadata["positions_outside_box"]`), as a wrong box or wrong
+    units would look the same. A `.npz` dataset is saved wrapped: one whose positions lie
+    outside its box while it stores energies was changed by hand or pairs its coordinates with
+    another box, and is refused (`ValueError`) rather than wrapped into configurations its
+    energies do not describe. Empty, truncated or damaged files raise one `ValueError` naming
+    the file.
 
     **Arguments:**
 
