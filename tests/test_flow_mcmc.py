@@ -250,7 +250,7 @@ def test_equivariant_flow_is_invariant_under_permutations_within_a_species():
         lambda f: [layer.coord2 for layer in f.core.layers], field, replace_fn=lambda w: 300.0 * w
     )
     flow = mf.ContinuousFlow(
-        space, field, base=mf.UniformBase(space), divergence=mf.ExactDivergence(), num_steps=8
+        space, field, base=mf.UniformBase(space), divergence=mf.ExactDivergence(), num_steps=4
     )
     species = jnp.asarray([0, 0, 1, 1])
     x = jax.random.uniform(jax.random.key(4), (n, 2), maxval=box, dtype=jnp.float64)
@@ -380,6 +380,7 @@ def tiny_run(tmp_path_factory) -> Path:
 
 MCMC = ["--chains", "2", "--samples-per-chain", "2", "--sweeps-between", "4"]
 MCMC += ["--equilibration", "0", "--flow-every", "2", "--steps", "2", "--no-progress"]
+MCMC += ["--proposal-batch", "8", "--eval-batch", "2"]
 
 
 def test_cli_writes_a_dataset_generate_would(tiny_run, tmp_path):
@@ -485,9 +486,9 @@ def test_adaptive_mode_learns_during_burn_in_and_is_exact_in_production():
             },
             flow_every=1,
             flow_moves=2,
-            samples_per_chain=SAMPLES,
+            samples_per_chain=60,
             sweeps_between=2,
-            samples_per_block=50,
+            samples_per_block=60,
         )
     assert calls == [0, 1]
     assert float(out.likelihood.scale) > 2 * float(BAD.scale)
@@ -496,7 +497,7 @@ def test_adaptive_mode_learns_during_burn_in_and_is_exact_in_production():
     du, du2 = deviation_in_errors(out.production)
     assert abs(du) < 4 and abs(du2) < 4, (du, du2)
     fingerprint = out.production.dataset.metadata["mc"]["extra_moves"]
-    assert fingerprint["proposals_used"] == CHAINS * 2 * 2 * SAMPLES  # production only
+    assert fingerprint["proposals_used"] == CHAINS * 2 * 2 * 60  # production only
 
 
 @pytest.mark.slow
