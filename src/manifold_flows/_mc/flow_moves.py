@@ -382,11 +382,15 @@ class FlowMoves(AbstractExtraMoves):
         self.cursor += count
         dtype = chains.positions.dtype
         n, d = chains.positions.shape[1:]
+        # rounding to a narrower dtype can turn a coordinate just below L into L: fold it to 0
+        box = jnp.asarray(np.asarray(energy.torus.lengths), dtype)
+        x = jnp.asarray(x, dtype)
+        x = jnp.where(x >= box[None, None, :], x - box[None, None, :], x)
         chains, log_q, acc = flow_block(
             energy,
             chains,
             jnp.asarray(self.log_q, dtype),
-            jnp.asarray(x, dtype).reshape(num_chains, self.moves, n, d),
+            x.reshape(num_chains, self.moves, n, d),
             jnp.asarray(lq, dtype).reshape(num_chains, self.moves),
             jnp.asarray(self.species, jnp.int32),
             jnp.asarray(temperature, dtype),
