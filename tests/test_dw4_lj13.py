@@ -312,3 +312,8 @@ def test_cluster_mc_refuses_periodic_energies():
             displacement=0.1,
             key=jax.random.key(0),
         )
+
+
+def test_get_system_points_clusters_to_get_cluster_system():
+    with pytest.raises(ValueError, match=r"get_cluster_system\('dw4'\)"):
+        mf.get_system("dw4")

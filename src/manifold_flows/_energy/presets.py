@@ -18,6 +18,7 @@ import numpy as np
 from .._manifold import FlatTorus, ParticleSpace
 from ._images import ImageConventionWarning, check_images, warn_if_short_box
 from .base import AbstractPairEnergy
+from .cluster_presets import list_cluster_systems
 from .ipl import InversePowerLaw
 from .lennard_jones import LennardJones, TruncatedShiftedLennardJones
 from .smoothed_lj import SmoothedLennardJones, smoothing_coefficients
@@ -258,6 +259,11 @@ def get_system(
 
     A `ParticleSystem`.
     """
+    if name in list_cluster_systems():
+        raise ValueError(
+            f"{name!r} is a cluster in open space (centre of mass removed), not a system in a "
+            f"periodic box: use get_cluster_system({name!r})."
+        )
     if name not in _PRESETS:
         close = difflib.get_close_matches(str(name), list(_PRESETS), n=1)
         hint = f" Did you mean {close[0]!r}?" if close else ""
