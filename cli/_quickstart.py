@@ -63,14 +63,20 @@ def register(app: typer.Typer) -> None:
             int, typer.Option("--samples", "-R", help="Generated samples R (with exact log q).")
         ] = 500,
         chunk_size: Annotated[
-            int, typer.Option("--chunk-size", help="Samples per sampling chunk.")
-        ] = 16,
-        batching: Annotated[
-            str,
+            int | None,
             typer.Option(
-                "--batching", help="Samples of a chunk solved 'sequential' or 'vmap' (lock-step)."
+                "--chunk-size",
+                help="Samples per sampling chunk (default: the backend's, 16 on CPU, 64 else).",
             ),
-        ] = "sequential",
+        ] = None,
+        batching: Annotated[
+            str | None,
+            typer.Option(
+                "--batching",
+                help="Samples of a chunk solved 'sequential' or 'vmap' (lock-step) (default: "
+                "the backend's, sequential on CPU, vmap else).",
+            ),
+        ] = None,
         audit: Annotated[
             bool, typer.Option("--audit/--no-audit", help="Run the likelihood audit.")
         ] = True,
