@@ -62,24 +62,26 @@ def register(app: typer.Typer) -> None:
         ],
         seed: Annotated[int, typer.Option("--seed", help="Seed of the sample stream.")] = 0,
         chunk_size: Annotated[
-            int,
+            int | None,
             typer.Option(
                 "--chunk-size",
-                help="Samples per chunk (drawn and saved together; the unit of --resume).",
+                help="Samples per chunk (drawn and saved together; the unit of --resume; "
+                "default: the backend's, 16 on CPU, 64 else).",
             ),
-        ] = 16,
+        ] = None,
         batching: Annotated[
-            Batching,
+            Batching | None,
             typer.Option(
                 "--batching",
                 help=(
                     "How a chunk's samples are solved on each device: one after another "
                     "(sequential: each adaptive solve takes its own steps; faster on CPU) or "
                     "together (vmap: one batched solve, every sample takes the steps of the "
-                    "hardest; can pay off on a GPU)."
+                    "hardest; can pay off on a GPU). Default: the backend's, sequential on "
+                    "CPU, vmap else."
                 ),
             ),
-        ] = Batching.sequential,
+        ] = None,
         resume: Annotated[
             bool,
             typer.Option("--resume", help="Continue an interrupted run from its finished chunks."),
@@ -152,7 +154,7 @@ def register(app: typer.Typer) -> None:
                     out=out,
                     seed=seed,
                     chunk_size=chunk_size,
-                    batching=batching.value,
+                    batching=None if batching is None else batching.value,
                     solver=solver,
                     rtol=rtol,
                     atol=atol,
