@@ -1,6 +1,5 @@
 """Metrics log (JSON lines) and the progress bar of a training run."""
 
-import contextlib
 import dataclasses
 import json
 import math
@@ -9,6 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from .._progress import ProgressLine
 
 
 def _clean(value):
@@ -82,41 +83,14 @@ class MetricsWindow:
 
 
 class Progress:
-    """A rich progress bar on stderr showing step, loss, validation loss and speed (or
-    nothing)."""
+    """Progress of training on stderr: step, loss, validation loss and speed (`ProgressLine`:
+    a live bar on a terminal, plain periodic lines elsewhere; nothing when disabled)."""
 
     def __init__(self, total: int, start: int, enabled: bool):
-        self._bar = None
-        self._task = None
-        self._stack = contextlib.ExitStack()
-        if not enabled:
-            return
-        from rich.console import Console
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress as RichProgress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
-
-        self._bar = RichProgress(
-            TextColumn("[bold]train"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[stats]}"),
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
-            # stderr, like the sampling and Monte Carlo bars: stdout stays for results
-            console=Console(stderr=True),
-        )
-        self._stack.enter_context(self._bar)
-        self._task = self._bar.add_task("train", total=total, completed=start, stats="")
+        self._line = ProgressLine("train", total, done=start, unit="steps", enabled=enabled)
+        self._line.__enter__()
 
     def update(self, step: int, *, loss=None, val_loss=None, speed=None) -> None:
-        if self._bar is None:
-            return
         parts = []
         if loss is not None:
             parts.append(f"loss {loss:.4g}")
@@ -124,7 +98,7 @@ class Progress:
             parts.append(f"val {val_loss:.4g}")
         if speed is not None:
             parts.append(f"{speed:.3g} steps/s")
-        self._bar.update(self._task, completed=step, stats="  ".join(parts))
+        self._line.update(step, ", ".join(parts))
 
     def close(self) -> None:
-        self._stack.close()
+        self._line.close()
