@@ -317,3 +317,39 @@ def test_cluster_mc_refuses_periodic_energies():
 def test_get_system_points_clusters_to_get_cluster_system():
     with pytest.raises(ValueError, match=r"get_cluster_system\('dw4'\)"):
         mf.get_system("dw4")
+
+
+# ----------------------------------------------------------- the experiment's order parameter
+def _example_module():
+    import importlib.util
+    from pathlib import Path
+
+    path = (
+        Path(__file__).resolve().parents[1] / "examples" / "kernel_flows" / "dw4_generalisation.py"
+    )
+    spec = importlib.util.spec_from_file_location("dw4_generalisation", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_dw4_order_parameter_on_hand_built_states():
+    """Triangle 1-2-3 (side 2.5) with particle 0 bound to 2 is the trained pattern; the same
+    shape with labels 0 and 1 swapped is a permuted copy; a V (0-1-2 bent, 3 far) is the other
+    shape; a square of side 2.5 (diagonals 3.54, all six pairs short) is 'other'."""
+    g = _example_module()
+    h = 2.5 * math.sqrt(3) / 2
+    # triangle 1-2-3 of side 2.5; particle 0 at 2.8 from 2, beyond d0 from 1 and 3
+    triangle = np.array([[-2.5, 2.5], [h, 0.0], [0.0, 1.25], [0.0, -1.25]])
+    copy = triangle[[1, 0, 2, 3]]
+    v_shape = np.array(
+        [[0.0, 0.0], [2.5, 0.0], [2.5 + 2.5 * np.cos(1.2), 2.5 * np.sin(1.2)], [-3.0, 5.0]]
+    )
+    square = np.array([[0.0, 0.0], [2.5, 0.0], [2.5, 2.5], [0.0, 2.5]])
+    labels = g.state_labels(np.stack([triangle, copy, v_shape, square]))
+    assert [g.STATES[k] for k in labels] == [
+        "trained pattern",
+        "permuted copies",
+        "V shape",
+        "other",
+    ]

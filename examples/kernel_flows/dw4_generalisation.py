@@ -175,9 +175,15 @@ def evaluate(flow, system, num_samples: int, key) -> dict:
     energy = np.asarray(jax.vmap(lambda y: system.energy(y, species))(jnp.asarray(x)))
     weights = mf.reweight(energy, log_q, system.default_temperature)
     finite = np.isfinite(energy)
+    labels = state_labels(x)
+    # The states' Boltzmann probabilities as the reweighted flow estimates them: a state the
+    # flow never samples gets 0 whatever its weight should be (the ESS cannot see it).
+    onehot = (labels[:, None] == np.arange(len(STATES))[None, :]).astype(float)
+    reweighted = np.asarray(mf.weighted_mean(onehot, weights))
     return {
         "x": x,
-        "labels": state_labels(x),
+        "labels": labels,
+        "reweighted_states": dict(zip(STATES, reweighted.tolist(), strict=True)),
         "energy": energy,
         "raw_mean_energy": float(np.mean(energy[finite])),
         "reweighted_mean_energy": float(mf.weighted_mean(energy, weights)),
@@ -195,16 +201,23 @@ def plot(results: dict, mc: dict, out: Path) -> None:
     import matplotlib.pyplot as plt
 
     names = ["MC (all)", "MC (training set)", *results]
-    fractions = [mc["fractions"], mc["train_fractions"]]
-    fractions += [state_fractions(r["labels"]) for r in results.values()]
-    fig, ax = plt.subplots(figsize=(8, 3.6))
-    width = 0.8 / len(names)
-    for k, (name, frac) in enumerate(zip(names, fractions, strict=True)):
-        ax.bar(np.arange(len(STATES)) + k * width, [frac[s] for s in STATES], width, label=name)
-    ax.set_xticks(np.arange(len(STATES)) + 0.4 - width / 2, STATES)
-    ax.set_ylabel("fraction of samples")
-    ax.set_title("DW4 states of the samples (short pairs r < d0); training: one pattern")
-    ax.legend(fontsize=8)
+    fig, axes = plt.subplots(1, 2, figsize=(12, 3.8), sharey=True)
+    for ax, key, title in (
+        (axes[0], None, "raw samples"),
+        (axes[1], "reweighted_states", "reweighted to the Boltzmann distribution"),
+    ):
+        fractions = [mc["fractions"], mc["train_fractions"]]
+        fractions += [
+            state_fractions(r["labels"]) if key is None else r[key] for r in results.values()
+        ]
+        width = 0.8 / len(names)
+        for k, (name, frac) in enumerate(zip(names, fractions, strict=True)):
+            heights = [frac[s] for s in STATES]
+            ax.bar(np.arange(len(STATES)) + k * width, heights, width, label=name)
+        ax.set_xticks(np.arange(len(STATES)) + 0.4 - width / 2, STATES)
+        ax.set_title(f"DW4 states, trained on one pattern: {title}", fontsize=9)
+    axes[0].set_ylabel("fraction of samples")
+    axes[0].legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(out / "dw4-states.png", dpi=120)
     plt.close(fig)
