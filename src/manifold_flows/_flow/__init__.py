@@ -21,6 +21,12 @@ from .audit import (
     default_logq_tolerance as default_logq_tolerance,
     likelihood_audit as likelihood_audit,
 )
+from .augmented import (
+    AbstractAugmentedLikelihood as AbstractAugmentedLikelihood,
+    AbstractNeighbourList as AbstractNeighbourList,
+    AugmentedCouplingFlow as AugmentedCouplingFlow,
+    DenseNeighbourList as DenseNeighbourList,
+)
 from .base import AbstractLikelihood as AbstractLikelihood
 from .batch import log_prob_batch as log_prob_batch, sample as sample
 from .continuous import ContinuousFlow as ContinuousFlow
@@ -37,17 +43,21 @@ __all__ = [
     "SOLVE_FAILED",
     "SOLVE_MAX_STEPS",
     "SOLVE_OK",
+    "AbstractAugmentedLikelihood",
     "AbstractBase",
     "AbstractDivergence",
     "AbstractLikelihood",
+    "AbstractNeighbourList",
     "AbstractNormalizedBase",
     "AbstractStochasticDivergence",
     "AuditCheck",
     "AuditReport",
+    "AugmentedCouplingFlow",
     "BoxUniformBase",
     "CenteredGaussianBase",
     "ContinuousFlow",
     "DatasetBase",
+    "DenseNeighbourList",
     "ExactDivergence",
     "FieldDivergence",
     "FlowSolution",

@@ -1,0 +1,168 @@
+"""Local equivariant conditioner: per-particle, per-axis spline parameters from a neighbourhood."""
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
+
+from ..._field._egnn_core import cast_floating
+from .spline import num_spline_params
+
+
+def _pair_geometry(
+    anchor: Float[Array, "n d"], neighbours: Int[Array, "n m"], box: Float[Array, " d"]
+) -> tuple[Float[Array, "n m d"], Float[Array, "n m"], Bool[Array, "n m"]]:
+    """Minimum-image vectors `Delta_ij = y_j - y_i`, distances, and a mask of real entries."""
+    n = anchor.shape[0]
+    real = neighbours < n
+    j = jnp.where(real, neighbours, 0)
+    delta = anchor[j] - anchor[:, None, :]
+    lengths = box[None, None, :]
+    delta = delta - lengths * jnp.round(delta / lengths)
+    squared = jnp.sum(delta * delta, axis=-1)
+    positive = real & (squared > 0)
+    # A safe square root: coincident points get r = 0 without a NaN gradient.
+    r = jnp.where(positive, jnp.sqrt(jnp.where(positive, squared, 1)), 0)
+    return delta, r, real
+
+
+class LocalConditioner(eqx.Module):
+    """Spline parameters for every particle and axis from the particle's neighbourhood in the
+    *anchor* configuration `y` (the variables a coupling layer does not transform).
+
+    For particle `i` and neighbours `j` within the cutoff `r_c` (minimum image),
+
+        e_ij = env(r_ij / r_c) phi(rbf(r_ij), s_i, s_j)             (edge network)
+        h_i = sum_j e_ij^h,
+        v_ik = sum_j e_ij^v Delta_ijk / r_c,
+        m_ik = sum_j e_ij^m (Delta_ijk / r_c)^2
+
+    with `env(u) = (1 - u^2)^3` for `u < 1` and 0 beyond (smooth at the cutoff), and per axis
+    `k` the raw parameters `G(h_i, s_i, v_ik, m_ik)` of a circular spline (the same network
+    `G` for every axis), symmetrised under `v -> -v` so that reflecting axis `k` reflects the
+    spline of axis `k` (reversed bins and knot derivatives, opposite rotation).
+
+    Symmetry: the output depends on `y` only through minimum-image differences (translation
+    invariant), on the neighbours through a sum (permutation equivariant, species as
+    features), and transforms under a signed permutation of the axes as the relative
+    coordinate does, so a coupling layer built on it commutes with the point group of a
+    cubic box exactly.
+
+    **Arguments:**
+
+    - `num_species`: the number of species labels.
+    - `cutoff`: `r_c`, at most half the shortest box side.
+    - `num_bins`: `K`, bins of each spline.
+    - `width`: hidden width (and number of invariant features `h`).
+    - `channels`: number of vector (`v`) and second-moment (`m`) features per axis.
+    - `num_rbf`: Gaussian radial basis functions on `[0, r_c]`.
+    - `init_scale`: scale of the last layer of `G` (small: the layer starts near the identity).
+    - `dtype`: parameter dtype.
+    - `key`: PRNG key.
+    """
+
+    edge_net: eqx.nn.MLP
+    axis_net: eqx.nn.MLP
+    num_species: int = eqx.field(static=True)
+    cutoff: float = eqx.field(static=True)
+    num_bins: int = eqx.field(static=True)
+    width: int = eqx.field(static=True)
+    channels: int = eqx.field(static=True)
+    num_rbf: int = eqx.field(static=True)
+
+    def __init__(
+        self,
+        num_species: int,
+        cutoff: float,
+        *,
+        num_bins: int = 8,
+        width: int = 32,
+        channels: int = 8,
+        num_rbf: int = 16,
+        init_scale: float = 0.01,
+        dtype=None,
+        key: PRNGKeyArray,
+    ):
+        edge_key, axis_key = jax.random.split(key)
+        self.edge_net = eqx.nn.MLP(
+            num_rbf + 2 * num_species,
+            width + 2 * channels,
+            width,
+            depth=2,
+            activation=jax.nn.silu,
+            key=edge_key,
+            dtype=dtype,
+        )
+        axis_net = eqx.nn.MLP(
+            width + num_species + 2 * channels,
+            num_spline_params(num_bins),
+            width,
+            depth=2,
+            activation=jax.nn.silu,
+            key=axis_key,
+            dtype=dtype,
+        )
+        last = axis_net.layers[-1]
+        self.axis_net = eqx.tree_at(
+            lambda net: (net.layers[-1].weight, net.layers[-1].bias),
+            axis_net,
+            (last.weight * init_scale, last.bias * init_scale),
+        )
+        self.num_species = int(num_species)
+        self.cutoff = float(cutoff)
+        self.num_bins = int(num_bins)
+        self.width = int(width)
+        self.channels = int(channels)
+        self.num_rbf = int(num_rbf)
+
+    def __call__(
+        self,
+        anchor: Float[Array, "n d"],
+        species: Int[Array, " n"],
+        neighbours: Int[Array, "n m"],
+        box: Float[Array, " d"],
+    ) -> Float[Array, "n d p"]:
+        """Raw spline parameters `(N, d, 3K + 1)` (see `circular_spline`)."""
+        dtype = anchor.dtype
+        edge_net = cast_floating(self.edge_net, dtype)
+        axis_net = cast_floating(self.axis_net, dtype)
+        delta, r, real = _pair_geometry(anchor, neighbours, box)
+        u = r / self.cutoff
+        envelope = jnp.where(real & (u < 1), (1 - u * u) ** 3, 0)
+
+        centres = jnp.linspace(0, self.cutoff, self.num_rbf, dtype=dtype)
+        spread = self.cutoff / self.num_rbf
+        rbf = jnp.exp(-0.5 * ((r[..., None] - centres[None, None, :]) / spread) ** 2)
+        onehot = jax.nn.one_hot(species, self.num_species, dtype=dtype)
+        own = jnp.broadcast_to(onehot[:, None, :], (*r.shape, self.num_species))
+        other = onehot[jnp.where(real, neighbours, 0)]
+        edges = jax.vmap(jax.vmap(edge_net))(jnp.concatenate([rbf, own, other], axis=-1))
+        edges = edges * envelope[..., None]
+        w, c = self.width, self.channels
+        h = jnp.sum(edges[..., :w], axis=1)  # (n, w)
+        scaled = delta / self.cutoff  # (n, m, d)
+        v = jnp.einsum("nmc,nmd->ndc", edges[..., w : w + c], scaled)
+        second = jnp.einsum("nmc,nmd->ndc", edges[..., w + c :], scaled * scaled)
+
+        d = anchor.shape[1]
+        invariant = jnp.concatenate([h, onehot], axis=-1)[:, None, :]
+        invariant = jnp.broadcast_to(invariant, (anchor.shape[0], d, invariant.shape[-1]))
+        per_axis = jax.vmap(jax.vmap(axis_net))
+        plus = per_axis(jnp.concatenate([invariant, v, second], axis=-1))
+        minus = per_axis(jnp.concatenate([invariant, -v, second], axis=-1))
+        return _symmetrize(plus, minus, self.num_bins)
+
+
+def _symmetrize(
+    plus: Float[Array, "n d p"], minus: Float[Array, "n d p"], k: int
+) -> Float[Array, "n d p"]:
+    """Combine `G(v)` and `G(-v)` so that `v -> -v` reflects the spline: width and height
+    logits reversed, knot derivatives reversed about the knot at 0 (`b -> K - b mod K`),
+    rotation negated."""
+    widths = plus[..., :k] + jnp.flip(minus[..., :k], axis=-1)
+    heights = plus[..., k : 2 * k] + jnp.flip(minus[..., k : 2 * k], axis=-1)
+    derivatives = plus[..., 2 * k : 3 * k] + jnp.roll(
+        jnp.flip(minus[..., 2 * k : 3 * k], axis=-1), 1, axis=-1
+    )
+    rotation = plus[..., 3 * k :] - minus[..., 3 * k :]
+    return jnp.concatenate([widths, heights, derivatives, rotation], axis=-1)
