@@ -175,6 +175,35 @@ def test_field_divergence_is_refused_without_translation_invariance():
         ContinuousFlow(space, field, base=base, divergence=FieldDivergence())
 
 
+def test_centered_gaussian_and_kernel_flow_densities_are_invariant():
+    """The base's log-density and the kernel flow's log q do not change under a permutation
+    of the particles or a rotation (the invariance the generalisation experiment relies on);
+    a flat MLP's log q does."""
+    space = ZeroCenterOfMass(4, 2)
+    base = CenteredGaussianBase(space, 2.0)
+    flow = ContinuousFlow(space, _lively_kernel(jax.random.key(9)), base=base, rtol=1e-9, atol=1e-9)
+    x = space.project(2.5 * jax.random.normal(jax.random.key(2), (4, 2)))
+    angle = 0.7
+    rotation = jnp.asarray([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    moved = [x[jnp.asarray([2, 0, 3, 1])], x @ rotation.T]
+    for y in moved:
+        np.testing.assert_allclose(base.log_prob(y, None), base.log_prob(x, None), atol=1e-12)
+    log_q = jax.vmap(lambda y: flow.log_prob(y, SPECIES4))(jnp.stack([x, *moved]))
+    np.testing.assert_allclose(log_q[1:], log_q[0], atol=1e-6)
+
+    class _FlatField(mf.AbstractVectorField):
+        weights: jax.Array
+
+        def __call__(self, t, y, args):
+            v = jnp.tanh(self.weights @ y.reshape(-1)).reshape(y.shape)
+            return v - jnp.mean(v, axis=0, keepdims=True)
+
+    flat = _FlatField(2.0 * jax.random.normal(jax.random.key(3), (8, 8)))
+    flat_flow = ContinuousFlow(space, flat, base=base)
+    log_q = jax.vmap(lambda y: flat_flow.log_prob(y, SPECIES4))(jnp.stack([x, moved[0]]))
+    assert abs(float(log_q[1] - log_q[0])) > 1e-3
+
+
 def test_kernel_flow_log_prob_agrees_with_its_samples():
     """Sampling and the reverse log q agree on the subspace (the base's density and the
     closed-form divergence together)."""
@@ -239,6 +268,8 @@ def test_cluster_presets_and_bad_names():
         DoubleWellPair(c=0.0)
     with pytest.raises(ValueError, match=r"shape \(n, 2\)"):
         mf.get_cluster_system("dw4").energy(jnp.zeros((4, 3)), SPECIES4)
+    with pytest.raises(ValueError, match="num_particles=13"):
+        mf.get_cluster_system("lj13").energy(jnp.zeros((12, 3)), jnp.zeros(12, jnp.int32))
 
 
 # ---------------------------------------------------------------------------- Monte Carlo
@@ -247,10 +278,11 @@ class _HarmonicPairs(AbstractClusterEnergy):
     `T / (k n)` per direction, so `<r_ij^2> = 2 d T / (k n)` and `<U> = (n - 1) d T / 2`."""
 
     dim: int = eqx.field(static=True)
+    num_particles: int | None = eqx.field(static=True)
     k: float = eqx.field(static=True)
 
     def __init__(self, dim: int, k: float):
-        self.dim, self.k = dim, k
+        self.dim, self.k, self.num_particles = dim, k, None
 
     def pair_energy(self, r):
         return 0.5 * self.k * r * r

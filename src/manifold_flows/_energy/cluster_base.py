@@ -20,11 +20,13 @@ class AbstractClusterEnergy(AbstractEnergy):
     translations, rotations, reflections and permutations of the particles; its Boltzmann
     density is a density on the configurations with the centre of mass removed
     (`ZeroCenterOfMass`). A final subclass supplies the spatial dimension (`dim`) and the
-    pair potential (`pair_energy`); every energy below is implemented once, here. One species:
+    pair potential (`pair_energy`), and `num_particles` when the potential depends on it
+    (`None` otherwise); every energy below is implemented once, here. One species:
     the `species` argument is checked (length `n`, labels `0`) and otherwise ignored.
     """
 
     dim: eqx.AbstractVar[int]
+    num_particles: eqx.AbstractVar[int | None]
 
     @abc.abstractmethod
     def pair_energy(self, r: Float[ArrayLike, "..."]) -> Float[Array, "..."]:
@@ -48,6 +50,11 @@ class AbstractClusterEnergy(AbstractEnergy):
             raise TypeError(
                 f"positions `x` must be floating point; got dtype {x.dtype}. Convert with "
                 "jnp.asarray(x, dtype=float)."
+            )
+        if self.num_particles is not None and x.shape[0] != self.num_particles:
+            raise ValueError(
+                f"positions `x` hold {x.shape[0]} particles but this {type(self).__name__} is "
+                f"built for num_particles={self.num_particles}; build it for {x.shape[0]}."
             )
         species = check_species(species, x.shape[0], 1)
         x = eqx.error_if(

@@ -35,6 +35,7 @@ class DoubleWellPair(AbstractClusterEnergy):
     """
 
     dim: int = eqx.field(static=True)
+    num_particles: int | None = eqx.field(static=True)
     a: float = eqx.field(static=True)
     b: float = eqx.field(static=True)
     c: float = eqx.field(static=True)
@@ -46,6 +47,7 @@ class DoubleWellPair(AbstractClusterEnergy):
         if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
             raise ValueError(f"DoubleWellPair: `dim` must be a positive integer; got {dim!r}.")
         self.dim = dim
+        self.num_particles = None  # any number of particles
         self.a, self.b = _check_real("a", a), _check_real("b", b)
         self.c, self.d0 = _check_real("c", c), _check_real("d0", d0)
         if self.c <= 0:
