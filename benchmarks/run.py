@@ -14,7 +14,8 @@ coupling and the EMA; library only: one call, and loops of 4 steps as `fit` runs
 update), `divergence` (velocity + exact divergence at one
 configuration), `sample` (one sample with exact log q, Dopri5 at 1e-5, and its NFE),
 `kernel` (the kernel field: velocity and velocity + closed-form divergence on a batch of 256,
-one sample with exact log q; its rows have no naive reference), `mc`
+one sample with exact log q; its rows have no naive reference), `coupling` (the local
+augmented coupling flow: one sample with its log q, one exact joint log q), `mc`
 (Monte Carlo sweeps, from `benchmarks/bench_mc.py`), `scaling` (not in the default set: the
 exact divergence at large N, for memory), `sample_batch` (not in the default set either:
 samples per second of `mf.sample` as a function of its chunk size, `--sample-chunks`, with
@@ -59,7 +60,7 @@ RESULT_MARK = "BENCH_RESULT "
 
 SYSTEMS = ("ipl-n10", "ipl-n44", "ka3-n44")
 SIZES = ((32, 3), (64, 4))
-PATHS = ("forward", "train", "train_step", "divergence", "sample", "kernel", "mc")
+PATHS = ("forward", "train", "train_step", "divergence", "sample", "kernel", "coupling", "mc")
 SCALING_SIZES = (64, 256, 1024)
 IMPLS = {
     "forward": ("library", "naive"),
@@ -70,6 +71,7 @@ IMPLS = {
     "scaling": ("library",),
     "sample_batch": (),  # one implementation per chunk size, from --sample-chunks
     "kernel": ("velocity", "divergence", "sample"),
+    "coupling": ("sample", "log_prob"),
 }
 #: Timed calls after the warm-up (full run, --quick).
 REPEATS = {
@@ -81,6 +83,7 @@ REPEATS = {
     "scaling": (3, 1),
     "sample_batch": (3, 2),
     "kernel": (7, 3),
+    "coupling": (7, 3),
 }
 #: Budgets at N = 44, width 32 x 3, float32, 2 cores (in the unit of the table).
 BUDGETS = {"forward": 1.3e-3, "train": 1.5, "train_step": 1.5, "divergence": 0.1, "sample": 2.0}
@@ -295,8 +298,8 @@ def _cases(opts) -> list[dict[str, Any]]:
                 cases.append(case)
             continue
         for system in systems:
-            # The kernel field has its own fixed size (32 kernels, width 32): one case.
-            for width, depth in sizes[:1] if path == "kernel" else sizes:
+            # The kernel field and the coupling flow have their own fixed sizes: one case.
+            for width, depth in sizes[:1] if path in ("kernel", "coupling") else sizes:
                 for impl in impls:
                     case = dict(path=path, system=system, width=width, depth=depth, impl=impl)
                     case["repeats"] = REPEATS[path][quick]

@@ -134,9 +134,7 @@ class LocalConditioner(eqx.Module):
         spread = self.cutoff / self.num_rbf
         rbf = jnp.exp(-0.5 * ((r[..., None] - centres[None, None, :]) / spread) ** 2)
         onehot = jax.nn.one_hot(species, self.num_species, dtype=dtype)
-        own = jnp.broadcast_to(onehot[:, None, :], (*r.shape, self.num_species))
-        other = onehot[jnp.where(real, neighbours, 0)]
-        edges = jax.vmap(jax.vmap(edge_net))(jnp.concatenate([rbf, own, other], axis=-1))
+        edges = _edge_network(edge_net, rbf, onehot, jnp.where(real, neighbours, 0))
         edges = edges * envelope[..., None]
         w, c = self.width, self.channels
         h = jnp.sum(edges[..., :w], axis=1)  # (n, w)
@@ -151,6 +149,30 @@ class LocalConditioner(eqx.Module):
         plus = per_axis(jnp.concatenate([invariant, v, second], axis=-1))
         minus = per_axis(jnp.concatenate([invariant, -v, second], axis=-1))
         return _symmetrize(plus, minus, self.num_bins)
+
+
+def _linear(layer: eqx.nn.Linear, h: Float[Array, "n m a"]) -> Float[Array, "n m b"]:
+    return jnp.einsum("nma,ba->nmb", h, layer.weight) + layer.bias[None, None, :]
+
+
+def _edge_network(
+    net: eqx.nn.MLP,
+    rbf: Float[Array, "n m r"],
+    onehot: Float[Array, "n s"],
+    neighbours: Int[Array, "n m"],
+) -> Float[Array, "n m e"]:
+    """`net([rbf_ij, onehot_i, onehot_j])` for every pair, with the first layer factorised:
+    its species columns act once per particle (`N x H` products) and are broadcast to the
+    pairs, so only the radial columns are multiplied per pair."""
+    first = net.layers[0]
+    r, s = rbf.shape[-1], onehot.shape[-1]
+    own = onehot @ first.weight[:, r : r + s].T + first.bias[None, :]
+    other = onehot @ first.weight[:, r + s :].T
+    hidden = jnp.einsum("nmr,hr->nmh", rbf, first.weight[:, :r])
+    hidden = net.activation(hidden + own[:, None, :] + other[neighbours])
+    for layer in net.layers[1:-1]:
+        hidden = net.activation(_linear(layer, hidden))
+    return _linear(net.layers[-1], hidden)
 
 
 def _symmetrize(
