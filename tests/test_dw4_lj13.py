@@ -131,6 +131,11 @@ def _projected_trace(flow, t, x):
     return jnp.trace(columns.T)
 
 
+@eqx.filter_jit
+def _velocity_and_divergence(flow, t, x):
+    return flow.velocity_and_divergence(t, x, SPECIES4)
+
+
 def test_kernel_divergence_on_zero_com_is_the_projected_trace():
     space = ZeroCenterOfMass(4, 2)
     field = _lively_kernel(jax.random.key(5))
@@ -142,8 +147,8 @@ def test_kernel_divergence_on_zero_com_is_the_projected_trace():
     for seed in range(3):
         x = space.project(3.0 * jax.random.normal(jax.random.key(seed), (4, 2)))
         t = jnp.asarray(0.3 + 0.2 * seed)
-        v, div = flow.velocity_and_divergence(t, x, SPECIES4)
-        v_generic, div_generic = generic.velocity_and_divergence(t, x, SPECIES4)
+        v, div = _velocity_and_divergence(flow, t, x)
+        v_generic, div_generic = _velocity_and_divergence(generic, t, x)
         expected = _projected_trace(flow, t, x)
         assert abs(float(div)) > 0.1  # a field that does something
         np.testing.assert_allclose(div, expected, rtol=1e-9, atol=1e-9)
@@ -181,7 +186,7 @@ def test_centered_gaussian_and_kernel_flow_densities_are_invariant():
     a flat MLP's log q does."""
     space = ZeroCenterOfMass(4, 2)
     base = CenteredGaussianBase(space, 2.0)
-    flow = ContinuousFlow(space, _lively_kernel(jax.random.key(9)), base=base, rtol=1e-9, atol=1e-9)
+    flow = ContinuousFlow(space, _lively_kernel(jax.random.key(9)), base=base, rtol=1e-8, atol=1e-8)
     x = space.project(2.5 * jax.random.normal(jax.random.key(2), (4, 2)))
     angle = 0.7
     rotation = jnp.asarray([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
@@ -189,7 +194,7 @@ def test_centered_gaussian_and_kernel_flow_densities_are_invariant():
     for y in moved:
         np.testing.assert_allclose(base.log_prob(y, None), base.log_prob(x, None), atol=1e-12)
     log_q = jax.vmap(lambda y: flow.log_prob(y, SPECIES4))(jnp.stack([x, *moved]))
-    np.testing.assert_allclose(log_q[1:], log_q[0], atol=1e-6)
+    np.testing.assert_allclose(log_q[1:], log_q[0], atol=1e-5)
 
     class _FlatField(mf.AbstractVectorField):
         weights: jax.Array
