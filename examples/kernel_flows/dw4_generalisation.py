@@ -6,7 +6,9 @@ potential, T = 1) that all lie in one state, then sampled with exact log-densiti
 
 - the kernel flow (`KernelField`, Euclidean; closed-form divergence on ZeroCenterOfMass),
 - the Euclidean EGNN (`EuclideanEGNN`),
-- a non-equivariant baseline: an MLP on the flattened coordinates (mean velocity removed).
+- a non-equivariant baseline: an MLP on the flattened coordinates (mean velocity removed),
+
+each with the library's training step (`train_step`, base points from `CenteredGaussianBase`).
 
 Order parameter. Every DW4 pair distance sits in one of the two wells of the pair potential,
 short (r ~ 2.5) or long (r ~ 5.5); the barrier between them is at r = d0 = 4, so `r < d0`
@@ -124,45 +126,29 @@ def build_fields(key) -> dict[str, eqx.Module]:
 
 # ------------------------------------------------------------------------------ training
 def train(field, data: np.ndarray, base, *, steps: int, batch: int, lr: float, key):
-    """Flow matching with the library's loss: `x0 ~ base`, `x1` from the data, independent
-    pairs, `t ~ U(0, 1)`, the linear interpolant; Adam with gradient clipping (the library's
-    optimiser) and an EMA of the weights (decay 0.999). Returns the EMA field and the losses."""
-    interpolant = mf.LinearInterpolant()
+    """Flow matching with the library's training step (`train_step`): `x0 ~ base`, `x1` from
+    the data, independent pairs, `t ~ U(0, 1)`, the linear interpolant; Adam with gradient
+    clipping 5 and an EMA of the weights (decay 0.999). Returns the EMA field and the losses."""
     species = jnp.zeros(4, jnp.int32)
-    config = mf.TrainConfig(lr=lr, clip=5.0)
-    optimizer = mf.make_optimizer(config, steps)
-    params, static = eqx.partition(field, eqx.is_inexact_array)
-    opt_state = optimizer.init(params)
+    optimizer = mf.make_optimizer(mf.TrainConfig(lr=lr, clip=5.0), steps)
+    k_state, k_data = jax.random.split(key)
+    state = mf.init_train_state(field, optimizer, key=k_state)
     data = jnp.asarray(data)
-
-    @eqx.filter_jit
-    def step(params, ema, opt_state, key):
-        k_data, k_base, k_t = jax.random.split(key, 3)
-        x1 = data[jax.random.randint(k_data, (batch,), 0, data.shape[0])]
-        x0 = jax.vmap(lambda k: base.sample(k, None))(jax.random.split(k_base, batch))
-        t = jax.random.uniform(k_t, (batch,), dtype=x1.dtype)
-
-        def loss_fn(p):
-            f = eqx.combine(p, static)
-            return mf.flow_matching_loss(f, interpolant, x0, x1, t, species)
-
-        loss, grads = jax.value_and_grad(loss_fn)(params)
-        updates, opt_state = optimizer.update(grads, opt_state, params)
-        params = eqx.apply_updates(params, updates)
-        ema = jax.tree_util.tree_map(lambda e, p: 0.999 * e + 0.001 * p, ema, params)
-        return params, ema, opt_state, loss
-
-    ema = params
+    strategies = dict(
+        interpolant=mf.LinearInterpolant(),
+        coupling=mf.IndependentCoupling(),
+        base=base,
+        optimizer=optimizer,
+        ema_decay=0.999,
+    )
     losses = []
-    for i, k in enumerate(jax.random.split(key, steps)):
-        params, ema, opt_state, loss = step(params, ema, opt_state, k)
-        losses.append(float(loss))
+    for i, k in enumerate(jax.random.split(k_data, steps)):
+        x1 = data[jax.random.randint(k, (batch,), 0, data.shape[0])]
+        state, metrics = mf.train_step(state, x1, species, **strategies)
+        losses.append(float(metrics["loss"]))
         if (i + 1) % max(1, steps // 10) == 0:
             print(f"    step {i + 1}/{steps}: loss {np.mean(losses[-100:]):.4f}", flush=True)
-    # Early in a short run the EMA still remembers the initial weights; use it only once it
-    # has averaged over enough steps.
-    chosen = ema if steps >= 3000 else params
-    return eqx.combine(chosen, static), losses
+    return state.ema_params, losses
 
 
 # ---------------------------------------------------------------------------- evaluation

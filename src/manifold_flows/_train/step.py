@@ -7,6 +7,7 @@ import optax
 from jaxtyping import Array, Float, Int, PRNGKeyArray, PyTree
 
 from .._coupling import AbstractCoupling, AbstractHostCoupling
+from .._flow._base_dist import AbstractBase
 from .._group import AbstractGroupAction
 from .._interpolant import AbstractInterpolant
 from .._manifold import AbstractManifold
@@ -20,7 +21,7 @@ def draw_pairs(
     x1: Float[Array, " batch *shape"],
     *,
     interpolant: AbstractInterpolant,
-    base: AbstractManifold,
+    base: AbstractManifold | AbstractBase,
     group: AbstractGroupAction | None = None,
 ) -> tuple[Array, Array, Array, Array | None]:
     """The random draws of `sample_pairs`, before the coupling: augmented data points, base
@@ -31,7 +32,13 @@ def draw_pairs(
     if group is not None:
         elements = jax.vmap(group.random_element)(jax.random.split(k_aug, batch))
         x1 = jax.vmap(group.act)(elements, x1)
-    x0 = jax.vmap(lambda k: base.random_uniform(k, dtype=dtype))(jax.random.split(k_base, batch))
+    base_keys = jax.random.split(k_base, batch)
+    if isinstance(base, AbstractBase):
+        # A base distribution of its own (e.g. CenteredGaussianBase on ZeroCenterOfMass for
+        # clusters in open space, which have no uniform distribution); drawn without `args`.
+        x0 = jax.vmap(lambda k: base.sample(k, None))(base_keys).astype(dtype)
+    else:
+        x0 = jax.vmap(lambda k: base.random_uniform(k, dtype=dtype))(base_keys)
     if x0.shape != x1.shape:
         raise ValueError(
             f"base draws have shape {x0.shape[1:]} but the data points {x1.shape[1:]}; the base "
@@ -49,13 +56,14 @@ def sample_pairs(
     *,
     interpolant: AbstractInterpolant,
     coupling: AbstractCoupling,
-    base: AbstractManifold,
+    base: AbstractManifold | AbstractBase,
     group: AbstractGroupAction | None = None,
 ) -> tuple[Array, Array, Array, Array | None]:
     """Draw the random part of a flow-matching batch for the data points `x1`.
 
     In order: a random element of `group` applied to each data point (augmentation; `None`
-    skips it), base points `x0 ~ uniform(base)`, the coupling of each `(x0, x1)` pair, times
+    skips it), base points `x0 ~ uniform(base)` (or `base.sample(key, None)` when `base` is
+    an `AbstractBase`, e.g. `CenteredGaussianBase`), the coupling of each `(x0, x1)` pair, times
     `t ~ U(0, 1)` and, when the interpolant needs it, noise `z ~ N(0, I)`.
 
     **Returns:**
@@ -104,7 +112,7 @@ def pose_host_coupling(
     *,
     interpolant: AbstractInterpolant,
     coupling: AbstractHostCoupling,
-    base: AbstractManifold,
+    base: AbstractManifold | AbstractBase,
     group: AbstractGroupAction | None = None,
     ahead: int = 0,
 ) -> tuple:
@@ -152,7 +160,7 @@ def train_step(
     *,
     interpolant: AbstractInterpolant,
     coupling: AbstractCoupling,
-    base: AbstractManifold,
+    base: AbstractManifold | AbstractBase,
     optimizer: optax.GradientTransformation,
     ema_decay: float,
     group: AbstractGroupAction | None = None,
