@@ -240,7 +240,7 @@ class _FirstNeighbours(AbstractNeighbourList):
     """A planted bug: drops the last candidate of every row, so what a particle sees depends
     on the particles' order."""
 
-    def __call__(self, positions, cutoff):
+    def __call__(self, positions, lengths, cutoff):
         n = positions.shape[0]
         rows = jnp.arange(n)[:, None]
         cols = jnp.arange(n - 2)[None, :]
@@ -267,7 +267,7 @@ def test_conditioner_is_local_and_ignores_padding():
     )
     anchor = jnp.array([[1.0, 1.0], [1.8, 1.2], [4.0, 4.0], [5.8, 0.9]])
     species = jnp.array([0, 1, 0, 1])
-    dense = mf.DenseNeighbourList()(anchor, 1.5)
+    dense = mf.DenseNeighbourList()(anchor, (6.0, 6.0), 1.5)
     cond = eqx.filter_jit(cond)
     raw = cond(anchor, species, dense, box)
     # moving particle 2 elsewhere beyond the cutoff of particles 0 and 1 leaves them unchanged
@@ -281,6 +281,54 @@ def test_conditioner_is_local_and_ignores_padding():
     # extra padding entries (value N) change nothing
     padded = jnp.concatenate([dense, jnp.full((4, 3), 4, dense.dtype)], axis=1)
     np.testing.assert_allclose(cond(anchor, species, padded, box), raw, rtol=RTOL, atol=ATOL)
+
+
+def _missing_pairs(neighbours, positions, length, cutoff):
+    """Pairs closer than the cutoff (minimum image) that a neighbour list leaves out."""
+    n = positions.shape[0]
+    delta = positions[:, None, :] - positions[None, :, :]
+    delta = delta - length * np.round(delta / length)
+    close = (np.sum(delta**2, axis=-1) < cutoff**2) & ~np.eye(n, dtype=bool)
+    listed = np.zeros((n, n + 1), dtype=bool)
+    listed[np.arange(n)[:, None], np.asarray(neighbours)] = True
+    return int(np.sum(close & ~listed[:, :n]))
+
+
+# 4 x 4 cells (row length 9 x capacity, whatever N), or a box too small to cut (one cell)
+@pytest.mark.parametrize(("length", "capacity", "row"), [(12.0, 12, 108), (4.0, 60, 60)])
+def test_cell_list_lists_every_close_pair_and_matches_dense(length, capacity, row):
+    cutoff, n = 2.5, 60
+    positions = jax.random.uniform(jax.random.key(11), (n, 2)) * length
+    species = jnp.arange(n) % 2
+    cells = eqx.filter_jit(mf.CellNeighbourList(capacity=capacity))
+    neighbours = np.asarray(cells(positions, (length, length), cutoff))
+    assert _missing_pairs(neighbours, positions, length, cutoff) == 0
+    for i, listed in enumerate(neighbours):  # no particle itself, none twice
+        real = listed[listed < n]
+        assert i not in real.tolist() and len(set(real.tolist())) == len(real)
+    dense = mf.DenseNeighbourList()(positions, (length, length), cutoff)
+    assert neighbours.shape == (n, row)
+    # the planted bug: a list that drops candidates misses close pairs
+    assert _missing_pairs(np.asarray(dense)[:, :-5], positions, length, cutoff) > 0
+    cond = eqx.filter_jit(
+        conditioner_module.LocalConditioner(
+            2, cutoff, num_bins=4, width=8, channels=2, num_rbf=4, init_scale=1.0,
+            key=jax.random.key(12),
+        )
+    )  # fmt: skip
+    box = jnp.array([length, length])
+    np.testing.assert_allclose(
+        cond(positions, species, jnp.asarray(neighbours), box),
+        cond(positions, species, dense, box),
+        rtol=RTOL,
+        atol=ATOL,
+    )
+
+
+def test_cell_list_refuses_an_overfull_cell():
+    positions = jnp.full((8, 2), 1.0)  # every particle in one cell
+    with pytest.raises(Exception, match="raise `capacity`"):
+        eqx.filter_jit(mf.CellNeighbourList(capacity=4))(positions, (12.0, 12.0), 2.5)
 
 
 # ---------------------------------------------------------------- densities and batch helpers

@@ -89,6 +89,7 @@ from ._flow import (
     AuditReport as AuditReport,
     AugmentedCouplingFlow as AugmentedCouplingFlow,
     BoxUniformBase as BoxUniformBase,
+    CellNeighbourList as CellNeighbourList,
     CenteredGaussianBase as CenteredGaussianBase,
     ContinuousFlow as ContinuousFlow,
     DatasetBase as DatasetBase,

@@ -25,6 +25,7 @@ from .augmented import (
     AbstractAugmentedLikelihood as AbstractAugmentedLikelihood,
     AbstractNeighbourList as AbstractNeighbourList,
     AugmentedCouplingFlow as AugmentedCouplingFlow,
+    CellNeighbourList as CellNeighbourList,
     DenseNeighbourList as DenseNeighbourList,
 )
 from .base import AbstractLikelihood as AbstractLikelihood
@@ -54,6 +55,7 @@ __all__ = [
     "AuditReport",
     "AugmentedCouplingFlow",
     "BoxUniformBase",
+    "CellNeighbourList",
     "CenteredGaussianBase",
     "ContinuousFlow",
     "DatasetBase",

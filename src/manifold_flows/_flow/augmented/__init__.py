@@ -2,6 +2,7 @@ from .base import AbstractAugmentedLikelihood as AbstractAugmentedLikelihood
 from .flow import AugmentedCouplingFlow as AugmentedCouplingFlow
 from .neighbours import (
     AbstractNeighbourList as AbstractNeighbourList,
+    CellNeighbourList as CellNeighbourList,
     DenseNeighbourList as DenseNeighbourList,
 )
 
@@ -9,5 +10,6 @@ __all__ = [
     "AbstractAugmentedLikelihood",
     "AbstractNeighbourList",
     "AugmentedCouplingFlow",
+    "CellNeighbourList",
     "DenseNeighbourList",
 ]

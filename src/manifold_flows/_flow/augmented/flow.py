@@ -23,17 +23,17 @@ def _couple(
     anchor: Float[Array, "n d"],
     species: Int[Array, " n"],
     box: Float[Array, "1 d"],
+    lengths: tuple[float, ...],
     *,
     inverse: bool,
 ) -> tuple[Float[Array, "n d"], Float[Array, ""]]:
     """One coupling step: `target_i -> anchor_i + S_ik(target_i - anchor_i)` per axis `k`, the
     splines `S` set by `anchor` alone; returns the new target and `log |det d(new)/d(target)|`."""
-    neighbours = neighbour_list(anchor, conditioner.cutoff)
+    neighbours = neighbour_list(anchor, lengths, conditioner.cutoff)
     raw = conditioner(anchor, species, neighbours, box[0])
     spline = circular_spline_inverse if inverse else circular_spline
-    lengths = jnp.broadcast_to(box, target.shape)
     relative = target - anchor
-    moved, log_det = jax.vmap(jax.vmap(spline))(relative, raw, lengths)
+    moved, log_det = jax.vmap(jax.vmap(spline))(relative, raw, jnp.broadcast_to(box, target.shape))
     return wrap(anchor + moved, box), jnp.sum(log_det)
 
 
@@ -103,7 +103,7 @@ class AugmentedCouplingFlow(AbstractAugmentedLikelihood):
 
     Locality: each conditioner sees only pairs closer than `cutoff` (a smooth envelope), listed
     by `neighbour_list` (default `DenseNeighbourList`: all pairs, O(N^2), right for tens of
-    particles; an `AbstractNeighbourList` built from cells gives O(N) at fixed density).
+    particles; `CellNeighbourList` gives O(N) at fixed density).
 
     **Arguments:**
 
@@ -229,11 +229,11 @@ class AugmentedCouplingFlow(AbstractAugmentedLikelihood):
         """Map base variables to `(x, a)` and return `log |det d(x, a) / d(z_x, z_a)|`."""
         species = self._species(args)
         x, a = self._points(z_x, "z_x"), self._points(z_a, "z_a")
-        box = self._box(x.dtype)
+        box, lengths = self._box(x.dtype), self.space.manifold.lengths
         total = jnp.zeros((), x.dtype)
         for pos, aux in zip(self.position_conditioners, self.aux_conditioners, strict=True):
-            x, ld = _couple(pos, self.neighbour_list, x, a, species, box, inverse=False)
-            a, la = _couple(aux, self.neighbour_list, a, x, species, box, inverse=False)
+            x, ld = _couple(pos, self.neighbour_list, x, a, species, box, lengths, inverse=False)
+            a, la = _couple(aux, self.neighbour_list, a, x, species, box, lengths, inverse=False)
             total = total + ld + la
         return x, a, total
 
@@ -243,12 +243,12 @@ class AugmentedCouplingFlow(AbstractAugmentedLikelihood):
         """Map `(x, a)` back to the base and return `log |det d(z_x, z_a) / d(x, a)|`."""
         species = self._species(args)
         x, a = self._points(x, "x"), self._points(a, "a")
-        box = self._box(x.dtype)
+        box, lengths = self._box(x.dtype), self.space.manifold.lengths
         total = jnp.zeros((), x.dtype)
         pairs = zip(self.position_conditioners, self.aux_conditioners, strict=True)
         for pos, aux in reversed(tuple(pairs)):
-            a, la = _couple(aux, self.neighbour_list, a, x, species, box, inverse=True)
-            x, ld = _couple(pos, self.neighbour_list, x, a, species, box, inverse=True)
+            a, la = _couple(aux, self.neighbour_list, a, x, species, box, lengths, inverse=True)
+            x, ld = _couple(pos, self.neighbour_list, x, a, species, box, lengths, inverse=True)
             total = total + ld + la
         return x, a, total
 
