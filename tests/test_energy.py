@@ -259,14 +259,15 @@ def test_the_warning_names_the_convention_in_force():
         InversePowerLaw(torus, sigma=IPL_SIG)
     with pytest.warns(ImageConventionWarning, match="images='all' is in force"):
         InversePowerLaw(torus, sigma=IPL_SIG, images="all")
-    with pytest.warns(ImageConventionWarning, match="images='minimum' is in force") as rec:
-        get_system("ipl-n10")
-    message = str(rec[0].message)
-    assert "images='all'" in message and "ipl-n10" in message
-    with pytest.warns(ImageConventionWarning, match="images='all' is in force"):
+    with pytest.warns(ImageConventionWarning, match="images='all' is in force") as rec:
         get_system("ipl-n10", images="all")
+    message = str(rec[0].message)
+    assert "images='minimum'" in message and "ipl-n10" in message
     with warnings.catch_warnings():
-        warnings.simplefilter("error", ImageConventionWarning)  # no warning in a large box
+        warnings.simplefilter("error", ImageConventionWarning)
+        # a preset in its own (minimum-image) convention is what the user asked for: no
+        # warning (test_presets.py checks the note it records instead); nor in a large box
+        get_system("ipl-n10")
         get_system("ipl-n44")
         get_system("ka3-n44", images="all")
 

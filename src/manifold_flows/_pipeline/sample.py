@@ -545,6 +545,7 @@ def sample_to_file(
             wrapped = np.where(wrapped >= box, wrapped - box, wrapped)
             moved = np.any(np.abs(wrapped - x1) > 0, axis=(1, 2))
             energy = system_energies(system, wrapped, species, block=chunk_size)
+            seconds = time.perf_counter() - tic  # the chunk's time, as it reports and sums it
             data = {
                 "start": np.asarray(start),
                 "stop": np.asarray(stop),
@@ -556,14 +557,13 @@ def sample_to_file(
                 "num_rejected": np.asarray(rejected)[: stop - start].astype(np.int64),
                 "wrapped": moved,
                 # timing travels with the chunk, so a resumed run still reports every call's
-                "seconds": np.asarray(time.perf_counter() - tic, dtype=np.float64),
+                "seconds": np.asarray(seconds, dtype=np.float64),
                 "first_of_call": np.asarray(not timings),
             }
             if writer:
                 _write_chunk(_chunk_path(parts, i), data)
             chunks[i] = data
             done += stop - start
-            seconds = time.perf_counter() - tic
             computed_seconds += seconds
             timings.append((seconds, stop - start))
             # The first chunk of a call includes compilation: leave it out once others exist.
