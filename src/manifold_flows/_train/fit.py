@@ -187,6 +187,114 @@ def _describe_coupling(coupling: AbstractCoupling) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------ fit
+def _saved_run_and_key(run_dir, resume: bool, key, config: TrainConfig):
+    """The saved run record of `run_dir` (`None` for a new run) and the run's root key: a
+    resumed run keeps the key it started with, a new one takes `key` (default: the seed's)."""
+    saved_info = None
+    if run_dir is not None and (run_dir / CHECKPOINT).is_file():
+        if not resume:
+            raise FileExistsError(
+                f"{run_dir} already holds a training run; pass resume=True (mflows train "
+                "--resume) to continue it, or choose another run directory."
+            )
+        saved_info = read_run_info(run_dir)
+    if saved_info is not None:
+        return saved_info, jax.random.wrap_key_data(
+            jnp.asarray(saved_info["key"], dtype=jnp.uint32)
+        )
+    root = jax.random.key(config.seed) if key is None else key
+    if not jnp.issubdtype(jnp.asarray(root).dtype, jax.dtypes.prng_key):
+        root = jax.random.wrap_key_data(jnp.asarray(root, dtype=jnp.uint32))
+    return None, root
+
+
+def _run_info(
+    dataset: Dataset,
+    *,
+    model,
+    field,
+    config: TrainConfig,
+    interpolant,
+    coupling,
+    split,
+    steps,
+    root,
+) -> dict[str, Any]:
+    """The run's record (`run.json`): what rebuilds the model and interprets its samples."""
+    train_idx, val_idx = split
+    steps_per_epoch, total_steps = steps
+    return {
+        "format": RUN_FORMAT,
+        "version": RUN_FORMAT_VERSION,
+        "model": None if model is None else model.to_dict(),
+        "field_class": type(field).__name__,
+        "train": config.to_dict(),
+        "interpolant": describe_interpolant(interpolant),
+        "coupling": _describe_coupling(coupling),
+        "space": flow_space_kind(interpolant),
+        "box": [float(v) for v in dataset.box],
+        "num_particles": int(dataset.positions.shape[1]),
+        "species": [int(s) for s in dataset.species],
+        "species_names": list(dataset.species_names),
+        "system": dataset.system,
+        "temperature": dataset.temperature,
+        "data_fingerprint": data_fingerprint(dataset.positions, dataset.species, dataset.box),
+        "num_samples": int(dataset.positions.shape[0]),
+        "num_train": int(train_idx.size),
+        "num_val": int(val_idx.size),
+        "steps_per_epoch": steps_per_epoch,
+        "total_steps": total_steps,
+        "key": [int(v) for v in np.asarray(jax.random.key_data(root)).reshape(-1)],
+    }
+
+
+class _Checkpoints:
+    """Writes the checkpoint of a run (`checkpoint.eqx`: the state and the metrics window;
+    `checkpoint.json`: where it is) and remembers the step of the last one (`last_step`).
+    `run_dir=None` (no run directory, or a process other than 0) writes nothing but still
+    keeps the step."""
+
+    def __init__(self, run_dir: Path | None, steps_per_epoch: int, total_steps: int):
+        self.run_dir, self.steps_per_epoch, self.total_steps = run_dir, steps_per_epoch, total_steps
+        self.last_step: int | None = None
+
+    def save(self, state: TrainState, val_loss, window: MetricsWindow) -> None:
+        step = int(state.step)
+        if self.run_dir is not None:
+            save_train_checkpoint(self.run_dir / CHECKPOINT, state, window.as_array())
+            write_json(
+                self.run_dir / CHECKPOINT_INFO,
+                {
+                    "step": step,
+                    "epoch": -(-step // self.steps_per_epoch),
+                    "total_steps": self.total_steps,
+                    "val_loss": val_loss,
+                },
+            )
+        self.last_step = step
+
+
+class _BatchOrder:
+    """The data batches of the steps: the order of an epoch is a function of (key, epoch), so
+    a resumed run takes the batches of the uninterrupted one. Keeps the orders of the current
+    and the next epoch (the pipelined host coupling looks one step ahead)."""
+
+    def __init__(self, train_x, order_seed, steps_per_epoch: int, batch_size: int, parallel):
+        self.train_x, self.order_seed = train_x, order_seed
+        self.steps_per_epoch, self.batch_size, self.parallel = steps_per_epoch, batch_size, parallel
+        self._perms: dict[int, np.ndarray] = {}
+
+    def __call__(self, step: int):
+        epoch, i = divmod(step, self.steps_per_epoch)
+        if epoch not in self._perms:
+            for old in [e for e in self._perms if e < epoch]:
+                del self._perms[old]
+            rng = np.random.default_rng([*self.order_seed, epoch])
+            self._perms[epoch] = rng.permutation(self.train_x.shape[0])
+        index = jnp.asarray(self._perms[epoch][i * self.batch_size : (i + 1) * self.batch_size])
+        return self.parallel.shard_batch(jnp.take(self.train_x, index, axis=0))
+
+
 def fit(
     field,
     dataset: Dataset,
@@ -276,21 +384,7 @@ def fit(
     species = jnp.asarray(dataset.species, dtype=jnp.int32)
     num_species = len(dataset.species_names)
 
-    # ---- the run's root key (a resumed run keeps its own) and its info record
-    saved_info = None
-    if run_dir is not None and (run_dir / CHECKPOINT).is_file():
-        if not resume:
-            raise FileExistsError(
-                f"{run_dir} already holds a training run; pass resume=True (mflows train "
-                "--resume) to continue it, or choose another run directory."
-            )
-        saved_info = read_run_info(run_dir)
-    if saved_info is not None:
-        root = jax.random.wrap_key_data(jnp.asarray(saved_info["key"], dtype=jnp.uint32))
-    else:
-        root = jax.random.key(config.seed) if key is None else key
-        if not jnp.issubdtype(jnp.asarray(root).dtype, jax.dtypes.prng_key):
-            root = jax.random.wrap_key_data(jnp.asarray(root, dtype=jnp.uint32))
+    saved_info, root = _saved_run_and_key(run_dir, resume, key, config)
     train_key, val_key, init_key, order_key = (jax.random.fold_in(root, i) for i in range(4))
     order_seed = [int(v) for v in np.asarray(jax.random.key_data(order_key)).reshape(-1)]
 
@@ -305,29 +399,17 @@ def fit(
     field = cast_floating(field, dtype)
     _check_field(field, n, d, species, dtype)
 
-    info = {
-        "format": RUN_FORMAT,
-        "version": RUN_FORMAT_VERSION,
-        "model": None if model is None else model.to_dict(),
-        "field_class": type(field).__name__,
-        "train": config.to_dict(),
-        "interpolant": describe_interpolant(interpolant),
-        "coupling": _describe_coupling(coupling),
-        "space": flow_space_kind(interpolant),
-        "box": [float(v) for v in dataset.box],
-        "num_particles": n,
-        "species": [int(s) for s in dataset.species],
-        "species_names": list(dataset.species_names),
-        "system": dataset.system,
-        "temperature": dataset.temperature,
-        "data_fingerprint": data_fingerprint(dataset.positions, dataset.species, dataset.box),
-        "num_samples": num,
-        "num_train": int(train_idx.size),
-        "num_val": int(val_idx.size),
-        "steps_per_epoch": steps_per_epoch,
-        "total_steps": total_steps,
-        "key": [int(v) for v in np.asarray(jax.random.key_data(root)).reshape(-1)],
-    }
+    info = _run_info(
+        dataset,
+        model=model,
+        field=field,
+        config=config,
+        interpolant=interpolant,
+        coupling=coupling,
+        split=(train_idx, val_idx),
+        steps=(steps_per_epoch, total_steps),
+        root=root,
+    )
     if saved_info is not None:
         _check_resume(saved_info, info, run_dir)
 
@@ -369,23 +451,9 @@ def fit(
             par.to_local(params), interpolant, x0, x1, t, species, z, batch_size=config.batch_size
         )
 
-    def checkpoint(st: TrainState, val_loss, win: MetricsWindow) -> None:
-        nonlocal last_ckpt_step
-        if not writes:
-            last_ckpt_step = int(st.step)
-            return
-        step_now = int(st.step)
-        save_train_checkpoint(run_dir / CHECKPOINT, st, win.as_array())
-        write_json(
-            run_dir / CHECKPOINT_INFO,
-            {
-                "step": step_now,
-                "epoch": -(-step_now // steps_per_epoch),
-                "total_steps": total_steps,
-                "val_loss": val_loss,
-            },
-        )
-        last_ckpt_step = step_now
+    checkpoints = _Checkpoints(run_dir if writes else None, steps_per_epoch, total_steps)
+    checkpoints.last_step = last_ckpt_step
+    checkpoint = checkpoints.save
 
     def record_due(done: int) -> bool:
         """Whether a metrics record is written after step `done`."""
@@ -406,17 +474,7 @@ def fit(
     # steps timed since the last record in this call (the window may hold steps of the run
     # this one resumes, whose time is not known)
     timed_steps, window_start = 0, time.perf_counter()
-    perms: dict[int, np.ndarray] = {}  # the batch orders of the current and next epoch
-
-    def batch_at(step: int):
-        """The data batch of a step: the batch order of an epoch is a function of (key, epoch)."""
-        epoch, i = divmod(step, steps_per_epoch)
-        if epoch not in perms:
-            for old in [e for e in perms if e < epoch]:
-                del perms[old]
-            perms[epoch] = np.random.default_rng([*order_seed, epoch]).permutation(train_idx.size)
-        index = jnp.asarray(perms[epoch][i * config.batch_size : (i + 1) * config.batch_size])
-        return par.shard_batch(jnp.take(train_x, index, axis=0))
+    batch_at = _BatchOrder(train_x, order_seed, steps_per_epoch, config.batch_size, par)
 
     # A host coupling (the Hungarian assignment on the CPU) is pipelined: the draws of the
     # next step are dispatched before the current update and its assignment is solved on
@@ -461,8 +519,8 @@ def fit(
                     }
                 )
                 where = (
-                    f"the last good checkpoint (step {last_ckpt_step}) in {run_dir} was kept"
-                    if last_ckpt_step is not None
+                    f"the last good checkpoint (step {checkpoints.last_step}) in {run_dir} was kept"
+                    if checkpoints.last_step is not None
                     else "no checkpoint had been written yet"
                 )
                 raise TrainingDiverged(
@@ -470,7 +528,7 @@ def fit(
                     f"{grad_norm}); {where}. Lower the learning rate or check the data.",
                     step=step + 1,
                     loss=loss,
-                    checkpoint_step=last_ckpt_step,
+                    checkpoint_step=checkpoints.last_step,
                 )
             # one statement: an interrupt never separates the state from its window
             state, window = new_state, window.add(loss, grad_norm)
@@ -513,12 +571,12 @@ def fit(
         # window is emptied only after the write): then the previous checkpoint is the place to
         # resume from, and the resumed run writes that record again.
         unsure = window.num_steps > 0 and record_due(int(state.step))
-        if run_dir is not None and int(state.step) != last_ckpt_step and not unsure:
+        if run_dir is not None and int(state.step) != checkpoints.last_step and not unsure:
             checkpoint(state, last_val, window)
         raise
     finally:
         bar.close()
-    if run_dir is not None and int(state.step) != last_ckpt_step:
+    if run_dir is not None and int(state.step) != checkpoints.last_step:
         checkpoint(state, last_val, window)
     if val_pairs is not None and (not history or history[-1].get("val_loss") is None):
         last_val = validate(state.ema_params)
