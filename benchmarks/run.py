@@ -15,7 +15,8 @@ update), `divergence` (velocity + exact divergence at one
 configuration), `sample` (one sample with exact log q, Dopri5 at 1e-5, and its NFE),
 `kernel` (the kernel field: velocity and velocity + closed-form divergence on a batch of 256,
 one sample with exact log q; its rows have no naive reference), `coupling` (the local
-augmented coupling flow: one sample with its log q, one exact joint log q), `mc`
+augmented coupling flow: one sample with its log q, one exact joint log q, one sample with a
+cell list; `--systems n1024` for a large box), `mc`
 (Monte Carlo sweeps, from `benchmarks/bench_mc.py`), `scaling` (not in the default set: the
 exact divergence at large N, for memory), `sample_batch` (not in the default set either:
 samples per second of `mf.sample` as a function of its chunk size, `--sample-chunks`, with
@@ -71,7 +72,7 @@ IMPLS = {
     "scaling": ("library",),
     "sample_batch": (),  # one implementation per chunk size, from --sample-chunks
     "kernel": ("velocity", "divergence", "sample"),
-    "coupling": ("sample", "log_prob"),
+    "coupling": ("sample", "log_prob", "sample_cells"),
 }
 #: Timed calls after the warm-up (full run, --quick).
 REPEATS = {

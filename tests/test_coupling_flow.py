@@ -294,13 +294,17 @@ def _missing_pairs(neighbours, positions, length, cutoff):
     return int(np.sum(close & ~listed[:, :n]))
 
 
-# 4 x 4 cells (row length 9 x capacity, whatever N), or a box too small to cut (one cell)
-@pytest.mark.parametrize(("length", "capacity", "row"), [(12.0, 12, 108), (4.0, 60, 60)])
-def test_cell_list_lists_every_close_pair_and_matches_dense(length, capacity, row):
+# 4 x 4 cells (row length 9 x capacity, whatever N), the same narrowed to the neighbours
+# within the cutoff, or a box too small to cut (one cell)
+@pytest.mark.parametrize(
+    ("length", "capacity", "most", "row"),
+    [(12.0, 12, None, 108), (12.0, 12, 16, 16), (4.0, 60, None, 60)],
+)
+def test_cell_list_lists_every_close_pair_and_matches_dense(length, capacity, most, row):
     cutoff, n = 2.5, 60
     positions = jax.random.uniform(jax.random.key(11), (n, 2)) * length
     species = jnp.arange(n) % 2
-    cells = eqx.filter_jit(mf.CellNeighbourList(capacity=capacity))
+    cells = eqx.filter_jit(mf.CellNeighbourList(capacity=capacity, max_neighbours=most))
     neighbours = np.asarray(cells(positions, (length, length), cutoff))
     assert _missing_pairs(neighbours, positions, length, cutoff) == 0
     for i, listed in enumerate(neighbours):  # no particle itself, none twice
@@ -325,10 +329,14 @@ def test_cell_list_lists_every_close_pair_and_matches_dense(length, capacity, ro
     )
 
 
-def test_cell_list_refuses_an_overfull_cell():
-    positions = jnp.full((8, 2), 1.0)  # every particle in one cell
+def test_cell_list_refuses_an_overfull_cell_or_row():
+    positions = jnp.full((8, 2), 1.0)  # every particle in one cell, all neighbours
     with pytest.raises(Exception, match="raise `capacity`"):
         eqx.filter_jit(mf.CellNeighbourList(capacity=4))(positions, (12.0, 12.0), 2.5)
+    with pytest.raises(Exception, match="raise `max_neighbours`"):
+        eqx.filter_jit(mf.CellNeighbourList(capacity=8, max_neighbours=5))(
+            positions, (12.0, 12.0), 2.5
+        )
 
 
 # ---------------------------------------------------------------- densities and batch helpers
@@ -397,8 +405,17 @@ def test_aux_corrected_weights_give_the_right_log_z(mild_flow):
     assert abs(wrong - expected) > 4 * wrong_err + 1e-3
 
 
-def test_identity_initialised_flow_has_the_uniform_corrected_density():
-    space = mf.ParticleSpace(mf.FlatTorus(L, dim=D), N)
-    model = AugmentedCouplingFlow(space, 2, num_layers=1, init_scale=0.0, key=jax.random.key(8))
-    _, log_q = eqx.filter_jit(model.sample_and_log_prob)(jax.random.key(9), SPECIES)
+def test_identity_initialised_flow_has_the_uniform_corrected_density(flow):
+    # Zero last layers (`init_scale=0`) make every spline the identity: q(x, a) is then the base,
+    # uniform x times p_aux(a | x), and the aux-corrected log q is exactly -log V.
+    conditioners = (*flow.position_conditioners, *flow.aux_conditioners)
+
+    def last_layers(f):
+        layers = [c.axis_net.layers[-1] for c in (*f.position_conditioners, *f.aux_conditioners)]
+        return [p for layer in layers for p in (layer.weight, layer.bias)]
+
+    zeros = [jnp.zeros_like(p) for p in last_layers(flow)]
+    assert len(zeros) == 2 * len(conditioners)
+    identity = eqx.tree_at(last_layers, flow, zeros)
+    _, log_q = mf.sample(identity, jax.random.key(9), 16, SPECIES, chunk_size=None)
     np.testing.assert_allclose(log_q, -N * D * math.log(L), rtol=RTOL, atol=ATOL)

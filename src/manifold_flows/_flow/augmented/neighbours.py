@@ -62,24 +62,34 @@ class CellNeighbourList(AbstractNeighbourList):
     of the adjacent ones (`3^d` cells, periodic), so a neighbour within the cutoff is always
     listed. An axis with fewer than 3 such cells is not cut (one cell spans it), so that no
     cell is listed twice. Row length `M = 3^d * capacity` (fewer on uncut axes), padded with
-    `N`; the cost is O(N) at fixed density.
+    `N`; the cost is O(N) at fixed density. With `max_neighbours`, the candidates are narrowed
+    to those closer than the cutoff (minimum image) and the row shortened to `max_neighbours`,
+    so that a consumer evaluates about as many pairs as there are real neighbours.
 
-    A cell holding more than `capacity` particles would drop candidates: that is an error
-    (`eqx.error_if`, also under `jit`); raise `capacity`.
+    A cell holding more than `capacity` particles, or a particle with more than
+    `max_neighbours` neighbours, would drop candidates: that is an error (`eqx.error_if`, also
+    under `jit`); raise the bound.
 
     **Arguments:**
 
     - `capacity`: the most particles one cell may hold (static).
+    - `max_neighbours`: the most neighbours within the cutoff one particle may have (static;
+      `None`: keep every candidate of the adjacent cells).
     """
 
     capacity: int = eqx.field(static=True)
+    max_neighbours: int | None = eqx.field(static=True)
 
-    def __init__(self, capacity: int):
-        if isinstance(capacity, bool) or int(capacity) != capacity or capacity < 1:
-            raise ValueError(
-                f"CellNeighbourList(capacity=...) must be a positive integer; got {capacity!r}."
-            )
+    def __init__(self, capacity: int, max_neighbours: int | None = None):
+        for name, value in (("capacity", capacity), ("max_neighbours", max_neighbours)):
+            if value is None and name == "max_neighbours":
+                continue
+            if isinstance(value, bool) or int(value) != value or value < 1:
+                raise ValueError(
+                    f"CellNeighbourList({name}=...) must be a positive integer; got {value!r}."
+                )
         self.capacity = int(capacity)
+        self.max_neighbours = None if max_neighbours is None else int(max_neighbours)
 
     def __call__(
         self, positions: Float[Array, "n d"], lengths: tuple[float, ...], cutoff: float
@@ -115,9 +125,41 @@ class CellNeighbourList(AbstractNeighbourList):
         candidates = table[adjacent].reshape(n, -1)
         own = jnp.arange(n, dtype=jnp.int32)[:, None]
         candidates = jnp.where(candidates == own, n, candidates)
-        return eqx.error_if(
+        candidates = eqx.error_if(
             candidates,
             jnp.any(counts > self.capacity),
             f"CellNeighbourList: a cell holds more than capacity={self.capacity} particles, so "
             "neighbours would be dropped; raise `capacity`.",
         )
+        if self.max_neighbours is None:
+            return candidates
+        return _within_cutoff(candidates, positions, lengths, cutoff, self.max_neighbours)
+
+
+def _within_cutoff(
+    candidates: Int[Array, "n k"],
+    positions: Float[Array, "n d"],
+    lengths: tuple[float, ...],
+    cutoff: float,
+    size: int,
+) -> Int[Array, "n m"]:
+    """The candidates closer than `cutoff` (minimum image), first in each row, the row cut to
+    `size` (an error if a particle has more such neighbours)."""
+    n = positions.shape[0]
+    real = candidates < n
+    box = jnp.asarray(lengths, positions.dtype)[None, None, :]
+    delta = positions[jnp.where(real, candidates, 0)] - positions[:, None, :]
+    delta = delta - box * jnp.round(delta / box)
+    close = real & (jnp.sum(delta * delta, axis=-1) < cutoff**2)
+    # Compaction by a scatter, cheaper than a sort: the k-th close candidate of a row goes to
+    # column k; the rest, and any beyond `size`, to a spare column that is dropped.
+    slot = jnp.cumsum(close, axis=1, dtype=jnp.int32) - 1
+    slot = jnp.where(close & (slot < size), slot, size)
+    rows = jnp.broadcast_to(jnp.arange(n, dtype=jnp.int32)[:, None], slot.shape)
+    kept = jnp.full((n, size + 1), n, jnp.int32).at[rows, slot].set(candidates)[:, :size]
+    return eqx.error_if(
+        kept,
+        jnp.any(jnp.sum(close, axis=1) > size),
+        f"CellNeighbourList: a particle has more than max_neighbours={size} neighbours within "
+        "the cutoff, so some would be dropped; raise `max_neighbours`.",
+    )
