@@ -31,7 +31,8 @@ from .._io import Dataset, atomic_write_text, load_configurations, write_manifes
 from .._io.files import check_writable
 from .._train import TrainedRun, load_run
 from . import plots as plot_figures
-from .sample import ENERGY_CONVENTION, system_energies
+from .draw import system_energies
+from .sample import ENERGY_CONVENTION
 from .summary import format_summary
 from .system import resolve_system, same_box, same_temperature
 

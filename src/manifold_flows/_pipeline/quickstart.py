@@ -34,8 +34,9 @@ from .._mc.generate import checkpoint_dir_for, generate_dataset
 from .._train.from_config import train_from_config
 from .._train.run import CHECKPOINT
 from . import plots as plot_figures
+from .chunks import sample_paths
 from .evaluate import REPORT, SUMMARY, add_plots, evaluate_runs
-from .sample import _check_int, resolve_batching, sample_paths, sample_to_file
+from .sample import _check_int, resolve_batching, sample_to_file
 from .summary import format_number
 
 STATE = "quickstart.json"

@@ -1,4 +1,5 @@
-"""`sample_to_file`: draw samples of a trained run with exact log q, in resumable chunks.
+"""`sample_to_file`: draw samples of a trained run with exact log q, in resumable chunks
+(the drawing in `draw.py`, the files of a run in progress in `chunks.py`).
 
 Layout while sampling to `samples.npz`:
 
@@ -12,11 +13,8 @@ Sample `r` is drawn with the key `fold_in(key(seed), r)`, so it does not depend 
 run was cut into chunks or interrupted: a resumed run gives the samples of an uninterrupted one.
 """
 
-import io
-import json
 import math
 import os
-import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -29,12 +27,8 @@ import numpy as np
 from .._arguments import argument
 from .._backend import batching_defaults
 from .._energy import ParticleSystem
-from .._flow.continuous import FAILED_MESSAGE, MAX_STEPS_MESSAGE
-from .._flow.solution import SOLVE_FAILED, SOLVE_MAX_STEPS
 from .._io import (
     Dataset,
-    atomic_write_bytes,
-    atomic_write_text,
     sha256_file,
     write_extxyz,
     write_manifest,
@@ -43,16 +37,21 @@ from .._io.files import check_fits_in_memory, check_writable
 from .._parallel import AbstractParallelism, SingleDevice, is_main_process
 from .._train import TrainedRun, load_run
 from .._train.run import CHECKPOINT
+from .chunks import (
+    _chunk_path,
+    _chunk_ranges,
+    _prepare_parts,
+    _read_chunk,
+    _remove_parts,
+    _timing_over_chunks,
+    _write_chunk,
+    sample_paths,
+)
+from .draw import BATCHING, _draw, _draw_on, _error_summary, _solve_problem, system_energies
 from .flow import DTYPES, describe_density, flow_for_run, is_euclidean
 from .progress import SampleProgress
 from .system import check_system, resolve_system
 
-STATE = "state.json"
-#: Settings that may change when resuming: they change no finished sample (a larger step
-#: budget lets a failed solve finish; the batching of a chunk changes results only by solver
-#: round-off; the number of samples extends or shortens the stream).
-_RESUME_FREE = {"max_steps", "batching"}
-PARTS_SUFFIX = ".parts"
 ENERGY_CONVENTION = "total potential energy U (sum over pairs i<j); u = U/N"
 
 
@@ -65,221 +64,10 @@ class SamplingError(RuntimeError):
         self.chunk = chunk
 
 
-# ---------------------------------------------------------------------------- paths
-def sample_paths(out: str | os.PathLike) -> dict[str, Path]:
-    """The files `sample_to_file(out=...)` writes: `npz`, `extxyz`, `manifest`, `parts`."""
-    out = Path(out)
-    if out.suffix.lower() != ".npz":
-        raise ValueError(
-            f"out={str(out)!r} must name the binary output, a .npz file (the extended XYZ copy "
-            f"is written next to it as {out.with_suffix('.extxyz').name}); e.g. samples.npz."
-        )
-    return {
-        "npz": out,
-        "extxyz": out.with_suffix(".extxyz"),
-        "manifest": out.with_name(f"{out.stem}.manifest.json"),
-        "parts": out.with_name(out.name + PARTS_SUFFIX),
-    }
-
-
-def _chunk_path(parts: Path, index: int) -> Path:
-    return parts / f"chunk_{index:05d}.npz"
-
-
 def _check_int(name: str, value: Any, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
         raise ValueError(f"{argument(name)} must be an integer >= {minimum}; got {value!r}.")
     return int(value)
-
-
-# ---------------------------------------------------------------------------- compute
-#: How the samples of one chunk are solved: `"sequential"` runs one adaptive solve after
-#: another (`lax.map`), `"vmap"` solves them together in lock-step (every sample takes the
-#: steps of the stiffest one, but each step is one batched field evaluation).
-BATCHING = ("sequential", "vmap")
-
-
-#: Lines of JAX's and Equinox's runtime-error texts that frame the message rather than say it.
-_FRAMING = (
-    "above is the stack",
-    "an error occurred during the runtime",
-    "traceback",
-    "file ",
-    "internal:",
-    "-----",
-)
-
-
-def _error_summary(exc: BaseException) -> str:
-    """The line of a runtime error that says what went wrong (e.g. the solver's max_steps
-    message), without the framing that JAX and Equinox put around it."""
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    for line in lines:
-        at = line.find("ContinuousFlow:")
-        if at >= 0:
-            return line[at:]
-    for line in lines:
-        if not line.lower().startswith(_FRAMING):
-            return line
-    return type(exc).__name__
-
-
-def _solve_problem(status: np.ndarray, max_steps: int) -> str | None:
-    """What went wrong in a chunk's solves (their `FlowStats.status`), or None."""
-    status = np.asarray(status)
-    messages = {
-        SOLVE_MAX_STEPS: MAX_STEPS_MESSAGE.format(max_steps=max_steps),
-        SOLVE_FAILED: FAILED_MESSAGE,
-    }
-    for code, message in messages.items():  # running out of steps is reported first
-        count = int(np.count_nonzero(status == code))
-        if count:
-            return f"{count} solve(s): {message}"
-    return None
-
-
-@eqx.filter_jit
-def _draw(flow, root, indices, species, batching="sequential"):
-    """Samples `indices` of the stream `fold_in(root, r)`: end points, log q and statistics."""
-    keys = jax.vmap(lambda i: jax.random.fold_in(root, i))(indices)
-
-    def one(k):
-        # Failures come back as a status and are raised on the host (`_solve_problem`): a
-        # runtime error inside a computation split over devices is raised once per device.
-        return flow.sample_solution(k, species, check=False)
-
-    # Which is faster depends on N and the machine: lock-step solves pay for the stiffest
-    # sample of the chunk, sequential solves pay the per-step overhead once per sample.
-    solution = jax.vmap(one)(keys) if batching == "vmap" else jax.lax.map(one, keys)
-    stats = solution.stats
-    return (
-        solution.x1,
-        solution.log_q,
-        stats.num_fn_evals,
-        stats.num_steps,
-        stats.num_rejected_steps,
-        stats.status,
-    )
-
-
-@eqx.filter_jit
-def _draw_on(parallel, flow, root, indices, species, batching="sequential"):
-    """`_draw` with each device of `parallel` solving its share of `indices` (split along
-    the devices); sample `r` still uses the key `fold_in(root, r)`, whatever device runs it."""
-
-    def local(shared, local_indices):
-        flow, root, species = shared
-        return _draw(flow, root, local_indices, species, batching)
-
-    return parallel.map_batch(local, (flow, root, species), indices)
-
-
-@eqx.filter_jit
-def _energies(energy, x, species):
-    return jax.vmap(lambda xi: energy(xi, species))(x)
-
-
-def system_energies(
-    system: ParticleSystem, positions: np.ndarray, species: np.ndarray, *, block: int = 256
-) -> np.ndarray:
-    """Total energy U of each configuration `(R, n, d)` with the system's energy (its image
-    convention), in JAX's default float, in blocks of exactly `block` configurations (the
-    last one padded), so that every call with the same `block` reuses one compilation whatever
-    the number of configurations (e.g. the short last chunk of `sample_to_file`)."""
-    positions = np.asarray(positions)
-    num = positions.shape[0]
-    dtype = jnp.result_type(float)
-    spec = jnp.asarray(np.asarray(species, dtype=np.int32))
-    block = max(1, int(block))
-    out = np.empty(num)
-    for start in range(0, num, block):
-        stop = min(start + block, num)
-        chunk = np.zeros((block, *positions.shape[1:]))
-        chunk[: stop - start] = positions[start:stop]
-        chunk[stop - start :] = positions[start]  # padding: a valid configuration
-        values = _energies(system.energy, jnp.asarray(chunk, dtype=dtype), spec)
-        out[start:stop] = np.asarray(values, dtype=np.float64)[: stop - start]
-    return out
-
-
-# ---------------------------------------------------------------------------- chunk files
-def _write_chunk(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    buffer = io.BytesIO()
-    np.savez(buffer, **arrays)
-    atomic_write_bytes(path, buffer.getvalue())
-
-
-def _read_chunk(path: Path) -> dict[str, np.ndarray] | None:
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            return {k: z[k] for k in z.files}
-    except (OSError, ValueError, EOFError):
-        return None  # damaged (cannot happen with atomic writes, but never trust it): redo
-
-
-def _timing_over_chunks(chunks: list[dict[str, np.ndarray]]) -> dict:
-    """Total computing time and seconds per sample over the chunks that carry their timing
-    (chunk files written before timing was recorded carry none)."""
-    timed = [c for c in chunks if "seconds" in c]
-    steady = [c for c in timed if not bool(c["first_of_call"])] or timed
-    sizes = [int(c["stop"] - c["start"]) for c in steady]
-    return {
-        "seconds_all_calls": float(sum(float(c["seconds"]) for c in timed)) if timed else None,
-        "samples_timed": int(sum(int(c["stop"] - c["start"]) for c in timed)),
-        "seconds_per_sample": (
-            sum(float(c["seconds"]) for c in steady) / sum(sizes) if steady else None
-        ),
-    }
-
-
-def _chunk_ranges(num_samples: int, chunk_size: int) -> list[tuple[int, int]]:
-    return [
-        (start, min(start + chunk_size, num_samples)) for start in range(0, num_samples, chunk_size)
-    ]
-
-
-def _prepare_parts(paths, settings, *, resume: bool, force: bool) -> bool:
-    """Check the output paths and set up the parts folder; returns whether it resumes."""
-    parts, npz = paths["parts"], paths["npz"]
-    state_path = parts / STATE
-    if parts.exists():
-        if not parts.is_dir():
-            raise FileExistsError(f"{parts} exists and is not a folder; move it away.")
-        if force:
-            _remove_parts(parts)
-        elif not resume:
-            raise FileExistsError(
-                f"{parts} holds an unfinished sampling run for {npz}; pass "
-                f"{argument('resume', True)} to continue it or {argument('force', True)} to "
-                "start over."
-            )
-    elif npz.exists() and not force:
-        raise FileExistsError(
-            f"{npz} already exists (a finished sampling run); pass {argument('force', True)} to "
-            "overwrite it, or choose another output file."
-        )
-    if parts.is_dir() and resume:
-        try:
-            saved = json.loads(state_path.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise ValueError(
-                f"cannot read {state_path} ({exc}); pass {argument('force', True)} to start over."
-            ) from exc
-        keys = (set(saved) | set(settings)) - _RESUME_FREE
-        diff = sorted(k for k in keys if saved.get(k) != settings.get(k))
-        if diff:
-            detail = "; ".join(
-                f"{k}: {saved.get(k)!r} saved, {settings.get(k)!r} now" for k in diff
-            )
-            raise ValueError(
-                f"cannot resume sampling into {npz}: settings differ ({detail}); resume with the "
-                f"same run and options, or pass {argument('force', True)} to start over."
-            )
-        atomic_write_text(state_path, json.dumps(settings, indent=2, sort_keys=True))
-        return True
-    parts.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(state_path, json.dumps(settings, indent=2, sort_keys=True))
-    return False
 
 
 def resolve_batching(chunk_size: int | None, batching: str | None) -> tuple[int, str]:
@@ -305,22 +93,6 @@ def _check_outputs(paths, *, resume: bool, force: bool, extxyz: bool) -> None:
             f"{copy} already exists (the extended XYZ copy of the samples goes there); pass "
             f"{argument('force', True)} to overwrite it, or choose another output name."
         )
-
-
-def _remove_parts(parts: Path) -> None:
-    # Only ever delete a folder this module made: its files are state.json and chunk_*.npz.
-    unexpected = [
-        p.name
-        for p in parts.iterdir()
-        if not (p.name == STATE or (p.name.startswith("chunk_") and p.suffix == ".npz"))
-        and not p.name.endswith(".partial")
-    ]
-    if unexpected:
-        raise FileExistsError(
-            f"{parts} holds files sample_to_file did not write ({', '.join(unexpected[:3])}); "
-            "move them away first."
-        )
-    shutil.rmtree(parts)
 
 
 # ---------------------------------------------------------------------------- entry point
