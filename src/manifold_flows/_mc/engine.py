@@ -248,6 +248,61 @@ def _initial_chains(
     return ChainState(positions=x, species=s, energy=jnp.asarray(u, dtype=dtype), key=keys)
 
 
+def _fingerprint(cfg, system, key_data, acceptance, extra_moves, dtype, initial_positions) -> dict:
+    """What a checkpointed run must share with the run that resumes it (JSON-clean)."""
+    fp_config = {k: v for k, v in cfg.as_dict().items() if k != "samples_per_chain"}
+    fingerprint = _jsonable(
+        {
+            "config": fp_config,
+            "system": system.name,
+            "parameters": system.parameters,
+            "num_particles": system.num_particles,
+            "key_data": key_data,
+            "acceptance": type(acceptance).__name__,
+            "extra_moves": None if extra_moves is None else extra_moves.fingerprint(),
+            "dtype": str(np.dtype(dtype)),
+            "initial_positions": None
+            if initial_positions is None
+            else float(np.sum(np.asarray(initial_positions, dtype=np.float64) ** 2)),
+        }
+    )
+    return json.loads(json.dumps(fingerprint))
+
+
+def _open_checkpoints(
+    checkpoint_dir, resume: bool, fingerprint: dict
+) -> tuple[CheckpointStore | None, list[tuple[dict, dict]]]:
+    """The run's checkpoint store (`None` without a folder) and the blocks a resumed run
+    starts from; refuses a folder of another run, or of a run not resumed."""
+    if checkpoint_dir is None:
+        return None, []
+    store = CheckpointStore(checkpoint_dir)
+    loaded: list[tuple[dict, dict]] = []
+    saved = store.read_run() if resume else None
+    if resume and saved is not None:
+        diffs = fingerprint_differences(saved, fingerprint)
+        if diffs:
+            raise ValueError(
+                f"cannot resume: the checkpoint in {store.directory} was made with different "
+                f"settings ({', '.join(diffs)} differ); use the same settings and seed, or "
+                "start over without resume (after deleting the folder)."
+            )
+        loaded = store.read_blocks()
+    elif resume and store.block_indices():
+        raise ValueError(
+            f"cannot resume: {store.directory} has blocks but no run.json; delete the folder "
+            "to start over."
+        )
+    elif not resume and store.exists():
+        raise FileExistsError(
+            f"checkpoint folder {store.directory} already holds a run; resume it "
+            "(resume=True / --resume) or delete it to start over."
+        )
+    if saved is None:
+        store.write_run(fingerprint)
+    return store, loaded
+
+
 # ------------------------------------------------------------------------------- the run
 def run_monte_carlo(
     system: ParticleSystem,
@@ -365,49 +420,10 @@ def run_monte_carlo(
         drift_tol = 1e-6 if dtype == jnp.float64 else 1e-2
     settings = kernel_settings(cfg, system, dtype)
 
-    fp_config = {k: v for k, v in cfg.as_dict().items() if k != "samples_per_chain"}
-    fingerprint = _jsonable(
-        {
-            "config": fp_config,
-            "system": system.name,
-            "parameters": system.parameters,
-            "num_particles": N,
-            "key_data": key_data,
-            "acceptance": type(acceptance).__name__,
-            "extra_moves": None if extra_moves is None else extra_moves.fingerprint(),
-            "dtype": str(np.dtype(dtype)),
-            "initial_positions": None
-            if initial_positions is None
-            else float(np.sum(np.asarray(initial_positions, dtype=np.float64) ** 2)),
-        }
+    fingerprint = _fingerprint(
+        cfg, system, key_data, acceptance, extra_moves, dtype, initial_positions
     )
-    fingerprint = json.loads(json.dumps(fingerprint))
-
-    store = CheckpointStore(checkpoint_dir) if checkpoint_dir is not None else None
-    loaded: list[tuple[dict, dict]] = []
-    if store is not None:
-        saved = store.read_run() if resume else None
-        if resume and saved is not None:
-            diffs = fingerprint_differences(saved, fingerprint)
-            if diffs:
-                raise ValueError(
-                    f"cannot resume: the checkpoint in {store.directory} was made with different "
-                    f"settings ({', '.join(diffs)} differ); use the same settings and seed, or "
-                    "start over without resume (after deleting the folder)."
-                )
-            loaded = store.read_blocks()
-        elif resume and store.block_indices():
-            raise ValueError(
-                f"cannot resume: {store.directory} has blocks but no run.json; delete the folder "
-                "to start over."
-            )
-        elif not resume and store.exists():
-            raise FileExistsError(
-                f"checkpoint folder {store.directory} already holds a run; resume it "
-                "(resume=True / --resume) or delete it to start over."
-            )
-        if saved is None:
-            store.write_run(fingerprint)
+    store, loaded = _open_checkpoints(checkpoint_dir, resume, fingerprint)
 
     # ------------------------------------------------------------------ state
     eq_acc = np.zeros((C, num_types), np.int64)
