@@ -426,51 +426,12 @@ def run_monte_carlo(
     store, loaded = _open_checkpoints(checkpoint_dir, resume, fingerprint)
 
     # ------------------------------------------------------------------ state
-    eq_acc = np.zeros((C, num_types), np.int64)
-    eq_att = np.zeros((C, num_types), np.int64)
-    prod_acc = np.zeros((C, num_types), np.int64)
-    prod_att = np.zeros((C, num_types), np.int64)
-    max_drift = 0.0
-    max_rel_drift = 0.0
-    eq_energies: list[np.ndarray] = []
-    step_sizes: list[float] = []
-    samples_x: list[np.ndarray] = []
-    samples_s: list[np.ndarray] = []
-    samples_u: list[np.ndarray] = []
-    trace_pts: list[np.ndarray] = []
-    prod_seconds = 0.0
-    prod_timed_sweeps = 0
-
     if loaded:
-        for _, arrays in loaded:
-            eq_energies.extend(arrays["eq_energies"])
-            step_sizes.extend(arrays["step_sizes"].tolist())
-            samples_x.extend(arrays["samples_positions"])
-            samples_s.extend(arrays["samples_species"])
-            samples_u.extend(arrays["samples_energy"])
-            trace_pts.extend(arrays["trace"])
-        header, a = loaded[-1]
-        eq_acc, eq_att = a["eq_accepted"], a["eq_attempted"]
-        prod_acc, prod_att = a["prod_accepted"], a["prod_attempted"]
-        max_drift, max_rel_drift = header["max_drift"], header["max_relative_drift"]
-        prod_seconds, prod_timed_sweeps = header["prod_seconds"], header["prod_timed_sweeps"]
-        chains = ChainState(
-            positions=jnp.asarray(a["positions"], dtype),
-            species=jnp.asarray(a["species"], jnp.int32),
-            energy=jnp.asarray(a["energy"], dtype),
-            key=jax.random.wrap_key_data(jnp.asarray(a["key_data"])),
-        )
-        sampler = SamplerState(
-            chains,
-            jnp.asarray(a["step_size"], dtype),
-            jnp.asarray(a["window_accepted"], jnp.int32),
-            jnp.asarray(a["window_attempted"], jnp.int32),
-            jnp.asarray(a["window_sweeps"], jnp.int32),
-        )
-        if extra_moves is not None:
-            extra_moves.load_state({k[6:]: v for k, v in a.items() if k.startswith("extra.")})
+        tally = _Tally.from_blocks(loaded)
+        sampler = _restore_sampler(loaded[-1][1], dtype, extra_moves)
         start_block = len(loaded)
     else:
+        tally = _Tally.new(C, num_types)
         chain_key, init_key = jax.random.split(key)
         chains = _initial_chains(
             system, C, chain_key, init_key, dtype, initial_positions, initial_species
@@ -530,23 +491,23 @@ def run_monte_carlo(
                         f"tolerance {drift_tol:.3g}) within {S} sweeps ({phase}); the incremental "
                         "energy changes disagree with the total energy."
                     )
-                max_drift = max(max_drift, float(np.max(out.drift)))
-                max_rel_drift = max(max_rel_drift, float(np.max(rel)))
+                tally.max_drift = max(tally.max_drift, float(np.max(out.drift)))
+                tally.max_rel_drift = max(tally.max_rel_drift, float(np.max(rel)))
                 acc = np.asarray(out.accepted, np.int64)[:, :num_types]
                 att = np.asarray(out.attempted, np.int64)[:, :num_types]
                 energies_now = np.asarray(sampler.chains.energy)
                 block_steps.append(float(sampler.step_size))
                 if phase == "equilibration":
-                    eq_acc, eq_att = eq_acc + acc, eq_att + att
+                    tally.eq_acc, tally.eq_att = tally.eq_acc + acc, tally.eq_att + att
                     block_eq_energies.append(energies_now)
                     done = min((call + 1) * S, E)
-                    shown = acceptance_text(eq_acc, eq_att)
+                    shown = acceptance_text(tally.eq_acc, tally.eq_att)
                     temp_now = float(temps[np.nonzero(active)[0][-1]])
                 else:
                     if call > 0 or K == 1:  # the first call compiles; keep it out of timing
-                        prod_seconds += elapsed
-                        prod_timed_sweeps += S
-                    prod_acc, prod_att = prod_acc + acc, prod_att + att
+                        tally.prod_seconds += elapsed
+                        tally.prod_timed_sweeps += S
+                    tally.prod_acc, tally.prod_att = tally.prod_acc + acc, tally.prod_att + att
                     block_x.append(np.asarray(sampler.chains.positions))
                     block_s.append(np.asarray(sampler.chains.species))
                     block_u.append(energies_now)
@@ -554,7 +515,7 @@ def run_monte_carlo(
                     keep = sweep_index % cfg.trace_every == 0
                     block_trace.extend(np.asarray(out.trace)[keep])
                     done = E + (call + 1) * S
-                    shown = acceptance_text(prod_acc, prod_att)
+                    shown = acceptance_text(tally.prod_acc, tally.prod_att)
                     temp_now = T
                 bar.update(
                     done,
@@ -563,12 +524,12 @@ def run_monte_carlo(
                     energy_per_particle=float(np.mean(energies_now)) / N,
                     acceptance=shown,
                 )
-            eq_energies.extend(block_eq_energies)
-            step_sizes.extend(block_steps)
-            samples_x.extend(block_x)
-            samples_s.extend(block_s)
-            samples_u.extend(block_u)
-            trace_pts.extend(block_trace)
+            tally.eq_energies.extend(block_eq_energies)
+            tally.step_sizes.extend(block_steps)
+            tally.samples_x.extend(block_x)
+            tally.samples_s.extend(block_s)
+            tally.samples_u.extend(block_u)
+            tally.trace_pts.extend(block_trace)
             if store is not None:
                 arrays = _block_arrays(
                     sampler,
@@ -582,20 +543,20 @@ def run_monte_carlo(
                     block_s,
                     block_u,
                     block_trace,
-                    eq_acc,
-                    eq_att,
-                    prod_acc,
-                    prod_att,
+                    tally.eq_acc,
+                    tally.eq_att,
+                    tally.prod_acc,
+                    tally.prod_att,
                 )
                 if extra_moves is not None:
                     arrays.update({f"extra.{k}": v for k, v in extra_moves.state_arrays().items()})
                 header = {
                     "index": block,
                     "phase": phase,
-                    "max_drift": max_drift,
-                    "max_relative_drift": max_rel_drift,
-                    "prod_seconds": prod_seconds,
-                    "prod_timed_sweeps": prod_timed_sweeps,
+                    "max_drift": tally.max_drift,
+                    "max_relative_drift": tally.max_rel_drift,
+                    "prod_seconds": tally.prod_seconds,
+                    "prod_timed_sweeps": tally.prod_timed_sweeps,
                 }
                 store.write_block(block, header, arrays)
             if on_block is not None:
@@ -604,25 +565,56 @@ def run_monte_carlo(
                         index=block,
                         phase=phase,
                         num_blocks=num_blocks,
-                        sweeps_done=min(E, len(eq_energies) * S) + len(samples_u) * S,
-                        samples_done=len(samples_u),
+                        sweeps_done=min(E, len(tally.eq_energies) * S) + len(tally.samples_u) * S,
+                        samples_done=len(tally.samples_u),
                         step_size=float(sampler.step_size),
                         energy_per_particle=float(np.mean(sampler.chains.energy)) / N,
                     )
                 )
 
     # ------------------------------------------------------------------ results
-    samples_x_arr = np.stack(samples_x[:K], axis=1)  # (C, K, n, d)
-    samples_s_arr = np.stack(samples_s[:K], axis=1)  # (C, K, n)
-    samples_u_arr = np.stack(samples_u[:K], axis=1)  # (C, K)
+    return _result(
+        system,
+        cfg,
+        tally,
+        sampler,
+        acceptance=acceptance,
+        seed=seed,
+        key_data=key_data,
+        move_names=move_names,
+        dtype=dtype,
+        extra_moves=extra_moves,
+    )
+
+
+def _result(
+    system: ParticleSystem,
+    cfg: MCConfig,
+    tally: "_Tally",
+    sampler: SamplerState,
+    *,
+    acceptance: AbstractAcceptance,
+    seed: int | None,
+    key_data: list,
+    move_names: list[str],
+    dtype,
+    extra_moves: AbstractExtraMoves | None,
+) -> MCResult:
+    """The run's samples as a `Dataset` with every setting and diagnostic in its metadata,
+    and the `MCResult` around it."""
+    C, N, S = cfg.num_chains, system.num_particles, cfg.sweeps_between
+    K, E, T = cfg.samples_per_chain, cfg.equilibration_sweeps, float(cfg.temperature)
+    samples_x_arr = np.stack(tally.samples_x[:K], axis=1)  # (C, K, n, d)
+    samples_s_arr = np.stack(tally.samples_s[:K], axis=1)  # (C, K, n)
+    samples_u_arr = np.stack(tally.samples_u[:K], axis=1)  # (C, K)
     keep_trace = (K * S) // cfg.trace_every
-    trace = np.asarray(trace_pts[:keep_trace]).reshape(-1, C).T  # (C, points)
-    eq_u = np.asarray(eq_energies).reshape(-1, C)
+    trace = np.asarray(tally.trace_pts[:keep_trace]).reshape(-1, C).T  # (C, points)
+    eq_u = np.asarray(tally.eq_energies).reshape(-1, C)
 
     diagnostics = _diagnostics(cfg, system, samples_u_arr, trace)
-    rates_eq = _rates(eq_acc, eq_att, move_names)
-    rates_prod = _rates(prod_acc, prod_att, move_names)
-    step_arr = np.asarray(step_sizes, dtype=np.float64)
+    rates_eq = _rates(tally.eq_acc, tally.eq_att, move_names)
+    rates_prod = _rates(tally.prod_acc, tally.prod_att, move_names)
+    step_arr = np.asarray(tally.step_sizes, dtype=np.float64)
     from .. import __version__
 
     mc_meta = {
@@ -655,11 +647,13 @@ def run_monte_carlo(
         "target_acceptance": list(cfg.target_acceptance),
         "acceptance_equilibration": rates_eq,
         "acceptance_production": rates_prod,
-        "energy_drift_max": max_drift,
-        "energy_drift_max_relative": max_rel_drift,
+        "energy_drift_max": tally.max_drift,
+        "energy_drift_max_relative": tally.max_rel_drift,
         "energy_drift_check_every_sweeps": S,
-        "production_seconds": prod_seconds,
-        "sweeps_per_second": (prod_timed_sweeps / prod_seconds) if prod_seconds > 0 else None,
+        "production_seconds": tally.prod_seconds,
+        "sweeps_per_second": (
+            tally.prod_timed_sweeps / tally.prod_seconds if tally.prod_seconds > 0 else None
+        ),
         "precision": str(np.dtype(dtype)),
     }
     if extra_moves is not None:
@@ -708,6 +702,76 @@ def run_monte_carlo(
         acceptance={k: v["rate"] for k, v in rates_prod.items()},
         diagnostics=diagnostics,
         final_state=sampler,
+    )
+
+
+@dataclasses.dataclass
+class _Tally:
+    """What a run accumulates over its blocks: acceptance counts (equilibration, production),
+    the largest energy drifts, the per-call energies and step sizes, the samples, the energy
+    trace and the production timing. A resumed run restores it from its checkpoints."""
+
+    eq_acc: np.ndarray
+    eq_att: np.ndarray
+    prod_acc: np.ndarray
+    prod_att: np.ndarray
+    max_drift: float = 0.0
+    max_rel_drift: float = 0.0
+    eq_energies: list = dataclasses.field(default_factory=list)
+    step_sizes: list = dataclasses.field(default_factory=list)
+    samples_x: list = dataclasses.field(default_factory=list)
+    samples_s: list = dataclasses.field(default_factory=list)
+    samples_u: list = dataclasses.field(default_factory=list)
+    trace_pts: list = dataclasses.field(default_factory=list)
+    prod_seconds: float = 0.0
+    prod_timed_sweeps: int = 0
+
+    @classmethod
+    def new(cls, num_chains: int, num_types: int) -> "_Tally":
+        def zeros():
+            return np.zeros((num_chains, num_types), np.int64)
+
+        return cls(zeros(), zeros(), zeros(), zeros())
+
+    @classmethod
+    def from_blocks(cls, loaded: list[tuple[dict, dict]]) -> "_Tally":
+        header, a = loaded[-1]
+        tally = cls(
+            a["eq_accepted"],
+            a["eq_attempted"],
+            a["prod_accepted"],
+            a["prod_attempted"],
+            max_drift=header["max_drift"],
+            max_rel_drift=header["max_relative_drift"],
+            prod_seconds=header["prod_seconds"],
+            prod_timed_sweeps=header["prod_timed_sweeps"],
+        )
+        for _, arrays in loaded:
+            tally.eq_energies.extend(arrays["eq_energies"])
+            tally.step_sizes.extend(arrays["step_sizes"].tolist())
+            tally.samples_x.extend(arrays["samples_positions"])
+            tally.samples_s.extend(arrays["samples_species"])
+            tally.samples_u.extend(arrays["samples_energy"])
+            tally.trace_pts.extend(arrays["trace"])
+        return tally
+
+
+def _restore_sampler(a: dict, dtype, extra_moves) -> SamplerState:
+    """The sampler state saved with a block (and the extra moves' state, loaded in place)."""
+    chains = ChainState(
+        positions=jnp.asarray(a["positions"], dtype),
+        species=jnp.asarray(a["species"], jnp.int32),
+        energy=jnp.asarray(a["energy"], dtype),
+        key=jax.random.wrap_key_data(jnp.asarray(a["key_data"])),
+    )
+    if extra_moves is not None:
+        extra_moves.load_state({k[6:]: v for k, v in a.items() if k.startswith("extra.")})
+    return SamplerState(
+        chains,
+        jnp.asarray(a["step_size"], dtype),
+        jnp.asarray(a["window_accepted"], jnp.int32),
+        jnp.asarray(a["window_attempted"], jnp.int32),
+        jnp.asarray(a["window_sweeps"], jnp.int32),
     )
 
 
