@@ -68,6 +68,21 @@ ACCELERATOR_DEFAULTS = BatchingDefaults(
 )
 
 
+def resolve_chunk(chunk_size, default: int | None, where: str = "") -> int | None:
+    """A chunk-size argument: `"auto"` becomes `default` (a field of `batching_defaults()`),
+    `None` stays `None` (everything at once), a positive integer stays itself; anything else
+    is a `ValueError` (prefixed with `where`, e.g. `"evaluate_batch: "`)."""
+    if chunk_size == AUTO:
+        return default
+    if chunk_size is not None and (
+        isinstance(chunk_size, bool | str) or int(chunk_size) != chunk_size or chunk_size < 1
+    ):
+        raise ValueError(
+            f"{where}chunk_size must be a positive integer, None or 'auto'; got {chunk_size!r}."
+        )
+    return chunk_size
+
+
 def batching_defaults(backend: str | None = None) -> BatchingDefaults:
     """The batching defaults of a backend.
 

@@ -4,7 +4,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PyTree, Shaped
 
-from .._backend import AUTO, CPU_DEFAULTS, batching_defaults
+from .._backend import AUTO, CPU_DEFAULTS, batching_defaults, resolve_chunk
 from .base import AbstractVectorField
 
 #: Number of configurations evaluated together on a CPU (measured on 2 cores at the paper's
@@ -58,15 +58,7 @@ def evaluate_batch(
             f"evaluate_batch: args_axis must be None (args shared by the batch) or 0 (args "
             f"batched along axis 0); got {args_axis!r}."
         )
-    if chunk_size == AUTO:
-        chunk_size = batching_defaults().field_chunk
-    if chunk_size is not None and (
-        isinstance(chunk_size, bool | str) or int(chunk_size) != chunk_size or chunk_size < 1
-    ):
-        raise ValueError(
-            f"evaluate_batch: chunk_size must be a positive integer, None or 'auto'; got "
-            f"{chunk_size!r}."
-        )
+    chunk_size = resolve_chunk(chunk_size, batching_defaults().field_chunk, "evaluate_batch: ")
     batch = x.shape[0]
     t = jnp.asarray(t, dtype=x.dtype)
     if t.ndim == 0:

@@ -5,7 +5,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray, PyTree, Shaped
 
-from .._backend import AUTO, batching_defaults
+from .._backend import AUTO, batching_defaults, resolve_chunk
 from .base import AbstractLikelihood
 from .continuous import ContinuousFlow
 from .solution import FlowStats
@@ -13,15 +13,7 @@ from .solution import FlowStats
 
 def _check_chunk(chunk_size: int | str | None) -> int | None:
     """The chunk size to use: `"auto"` resolved for the backend, anything else validated."""
-    if chunk_size == AUTO:
-        return batching_defaults().sample_chunk
-    if chunk_size is not None and (
-        isinstance(chunk_size, bool | str) or int(chunk_size) != chunk_size or chunk_size < 1
-    ):
-        raise ValueError(
-            f"chunk_size must be a positive integer, None or 'auto'; got {chunk_size!r}."
-        )
-    return chunk_size
+    return resolve_chunk(chunk_size, batching_defaults().sample_chunk)
 
 
 def _map(fn, xs, chunk_size: int | None, total: int):
