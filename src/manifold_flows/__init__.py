@@ -4,15 +4,21 @@ from importlib.metadata import PackageNotFoundError, version as _version
 
 from ._analysis import (
     EnergyHistogram as EnergyHistogram,
+    FreeEnergyDifference as FreeEnergyDifference,
+    FreeEnergyResult as FreeEnergyResult,
     ObservableSummary as ObservableSummary,
     ParetoDiagnostic as ParetoDiagnostic,
     RadialDistribution as RadialDistribution,
     ReweightResult as ReweightResult,
+    ThermodynamicIntegration as ThermodynamicIntegration,
     ball_volume as ball_volume,
     bootstrap_weighted_means as bootstrap_weighted_means,
     energy_histogram as energy_histogram,
     energy_per_particle as energy_per_particle,
     fit_generalized_pareto as fit_generalized_pareto,
+    free_energy as free_energy,
+    free_energy_difference as free_energy_difference,
+    free_energy_difference_independent as free_energy_difference_independent,
     high_energy_fraction as high_energy_fraction,
     high_energy_threshold as high_energy_threshold,
     pareto_khat as pareto_khat,
@@ -21,6 +27,7 @@ from ._analysis import (
     specific_heat as specific_heat,
     summarize_moments as summarize_moments,
     summarize_observable as summarize_observable,
+    thermodynamic_integration as thermodynamic_integration,
     weighted_mean as weighted_mean,
 )
 from ._backend import (

@@ -7,6 +7,13 @@ from .estimators import (
     summarize_observable as summarize_observable,
     weighted_mean as weighted_mean,
 )
+from .free_energy import (
+    FreeEnergyDifference as FreeEnergyDifference,
+    FreeEnergyResult as FreeEnergyResult,
+    free_energy as free_energy,
+    free_energy_difference as free_energy_difference,
+    free_energy_difference_independent as free_energy_difference_independent,
+)
 from .observables import (
     EnergyHistogram as EnergyHistogram,
     energy_histogram as energy_histogram,
@@ -26,18 +33,28 @@ from .rdf import (
     radial_distribution as radial_distribution,
 )
 from .reweight import ReweightResult as ReweightResult, reweight as reweight
+from .thermodynamic_integration import (
+    ThermodynamicIntegration as ThermodynamicIntegration,
+    thermodynamic_integration as thermodynamic_integration,
+)
 
 __all__ = [
     "EnergyHistogram",
+    "FreeEnergyDifference",
+    "FreeEnergyResult",
     "ObservableSummary",
     "ParetoDiagnostic",
     "RadialDistribution",
     "ReweightResult",
+    "ThermodynamicIntegration",
     "ball_volume",
     "bootstrap_weighted_means",
     "energy_histogram",
     "energy_per_particle",
     "fit_generalized_pareto",
+    "free_energy",
+    "free_energy_difference",
+    "free_energy_difference_independent",
     "high_energy_fraction",
     "high_energy_threshold",
     "pareto_khat",
@@ -46,5 +63,6 @@ __all__ = [
     "specific_heat",
     "summarize_moments",
     "summarize_observable",
+    "thermodynamic_integration",
     "weighted_mean",
 ]

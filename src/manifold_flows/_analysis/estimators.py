@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 from jaxtyping import ArrayLike, Real
 
+from ._results import plain_dict
 from ._weights import log_weights_of, normalized_weights, require_some_weight
 from .reweight import LogWeights
 
@@ -73,11 +74,7 @@ class ObservableSummary:
 
     def as_dict(self) -> dict[str, Any]:
         """A JSON-friendly dict (arrays become nested lists)."""
-        out = {}
-        for field in dataclasses.fields(self):
-            value = getattr(self, field.name)
-            out[field.name] = value.tolist() if isinstance(value, np.ndarray) else value
-        return out
+        return plain_dict(self)
 
 
 def _as_samples(values: Any) -> tuple[np.ndarray, tuple[int, ...]]:
@@ -112,6 +109,16 @@ def _chain_index(chains: Any, num: int) -> tuple[np.ndarray, int]:
     return index.reshape(num), int(index.max()) + 1
 
 
+def unit_counts(num_units: int, count: int, rng) -> np.ndarray:
+    """How often each of `num_units` independent units is drawn in each of `count` bootstrap
+    resamples (`num_units` draws with replacement each), as float64 of shape
+    `(count, num_units)`; every row sums to `num_units`."""
+    idx = rng.integers(0, num_units, size=(count, num_units))
+    flat = (np.arange(count)[:, None] * num_units + idx).ravel()
+    counts = np.bincount(flat, minlength=count * num_units).reshape(count, num_units)
+    return counts.astype(np.float64)
+
+
 def _resample_weights(
     base: np.ndarray | None,
     log_w: np.ndarray | None,
@@ -126,10 +133,7 @@ def _resample_weights(
     unit of each sample) with replacement; a sample whose unit is drawn `c` times contributes
     `c * w_i` to its weights, then the row is renormalised. `base` holds the normalised
     weights of all samples (0 for non-finite log w), or is `None` for equal weights."""
-    idx = rng.integers(0, num_units, size=(count, num_units))
-    flat = (np.arange(count)[:, None] * num_units + idx).ravel()
-    counts = np.bincount(flat, minlength=count * num_units).reshape(count, num_units)
-    counts = counts.astype(np.float64)
+    counts = unit_counts(num_units, count, rng)
     if units is not None:
         counts = counts[:, units]
     if base is None:
