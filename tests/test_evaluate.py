@@ -121,6 +121,54 @@ def test_report_numbers_equal_direct_analysis_calls(label):
     assert run["agreement_u"]["tested"] is (weights.ess > 100)
 
 
+@pytest.mark.parametrize("label", ["eRSI", "other"])
+def test_report_free_energy_equals_a_direct_call(label):
+    """The report's free energy per particle (bootstrap error) and beta F / N are those of
+    `free_energy` with the report's bootstrap settings, and summary.md prints them."""
+    out_dir, report = evaluation()
+    ds = tiny_samples()[1] if label == "eRSI" else perturbed_samples()
+    assert ds.metadata["base_normalized"] is True
+    n = ds.num_particles
+    fe = mf.free_energy(
+        ds.energy, ds.extra["log_q"], TEMPERATURE, num_particles=n, num_bootstrap=BOOTSTRAP, seed=5
+    )
+    got = report["runs"][label]["free_energy"]
+    assert got["identified"] is True
+    for key in (
+        "free_energy_per_particle",
+        "free_energy_per_particle_err",
+        "beta_free_energy_per_particle",
+        "beta_free_energy_per_particle_err",
+        "free_energy",
+        "free_energy_delta_err",
+    ):
+        assert got[key] == pytest.approx(getattr(fe, key), rel=1e-12), key
+    assert got["beta_free_energy_per_particle"] == pytest.approx(
+        -report["runs"][label]["weights"]["log_z"] / ds.num_particles, rel=1e-12
+    )
+    summary = (out_dir / "summary.md").read_text()
+    f_n = mf.format_value_error(fe.free_energy_per_particle, fe.free_energy_per_particle_err)
+    assert f"- {label}: F/N = {f_n}, beta F/N = " in summary
+
+
+def test_free_energy_not_identified_without_a_normalised_log_q(tmp_path):
+    _, ds = tiny_samples()
+    report = mf.evaluate_runs(
+        {
+            "unnormalised": ds.replace(metadata={**ds.metadata, "base_normalized": False}),
+            "unknown": ds.replace(metadata={}),
+        },
+        reference=make_reference(),
+        out_dir=tmp_path,
+        num_bootstrap=50,
+        plots=False,
+    )
+    for label, why in (("unnormalised", "not a normalised density"), ("unknown", "does not say")):
+        fe = report["runs"][label]["free_energy"]
+        assert fe["identified"] is False and why in fe["note"] and "not identified" in fe["note"]
+        assert f"- {label}: not identified" in (tmp_path / "summary.md").read_text()
+
+
 def test_ess_against_r_uses_prefixes(tmp_path):
     """The ESS curve holds the ESS of the first R' samples for log-spaced R' up to R."""
     ref = make_reference()

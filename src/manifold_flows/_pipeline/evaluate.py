@@ -20,6 +20,7 @@ import numpy as np
 from .._analysis import (
     energy_histogram,
     energy_per_particle,
+    free_energy,
     high_energy_fraction,
     high_energy_threshold,
     radial_distribution,
@@ -187,6 +188,30 @@ def _agreement(run_u: dict[str, Any], ref_u: dict[str, Any], ess: float) -> dict
     return out
 
 
+def _free_energy(energy, log_q, temperature, num_particles, normalized, num_bootstrap, seed):
+    """F / N with its bootstrap error, and beta F / N, for samples whose log q is normalised
+    (`free_energy`); otherwise why the free energy is not identified."""
+    if not normalized:
+        why = (
+            "log q is not a normalised density (base_normalized false)"
+            if normalized is False
+            else "the samples' metadata does not say whether log q is normalised"
+        )
+        return {"identified": False, "note": f"not identified: {why}"}
+    try:
+        result = free_energy(
+            energy,
+            log_q,
+            temperature,
+            num_particles=num_particles,
+            num_bootstrap=num_bootstrap,
+            seed=seed,
+        )
+    except ValueError as exc:  # broken samples (NaN energy or log q): say so, go on
+        return {"identified": False, "note": f"not computed: {exc}"}
+    return {"identified": True, **result.as_dict()}
+
+
 def _reference_chains(ref: Dataset) -> np.ndarray | None:
     """The chain of each reference sample when the data record two or more chains (Monte
     Carlo data from `mflows generate`): the independent units of its error bars."""
@@ -318,7 +343,9 @@ def evaluate_runs(
     Weights are recomputed at the target temperature `T`: `log w = -U/T - log q` (so samples
     drawn for another temperature are reweighted to `T`). For each run the report holds:
     `R`, the weight diagnostics (`reweight`: ESS, ESS/R, k-hat and its status, number of
-    non-finite weights, log Z and its error when the base is normalised), `u` and `c_v` raw
+    non-finite weights, log Z and its error when the base is normalised), the free energy
+    (`free_energy`: F / N and beta F / N with bootstrap errors, when the samples' metadata says
+    log q is normalised; "not identified" otherwise), `u` and `c_v` raw
     and reweighted with bootstrap errors (`energy_per_particle`, `specific_heat`), the share
     of samples above twice the largest reference energy (`high_energy_fraction`), the ESS of
     the first R' samples for log-spaced R', and whether the reweighted u agrees with the
@@ -523,6 +550,9 @@ def evaluate_runs(
             "high_energy_fraction": high_energy_fraction(energy, ref.energy),
             "ess_curve": {"R": sizes, "ess": ess},
             "agreement_u": _agreement(u_dict, ref_u, weights.ess),
+            "free_energy": _free_energy(
+                energy, log_q, temperature, n, normalized, num_bootstrap, seed
+            ),
             "energy_histogram": {
                 "num_below": hist.num_below,
                 "num_above": hist.num_above,

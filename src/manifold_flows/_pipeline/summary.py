@@ -34,6 +34,25 @@ def format_value_error(value: Any, error: Any, digits: int = 4) -> str:
 _num, _pm = format_number, format_value_error
 
 
+def _free_energy_lines(runs: dict[str, Any], temperature: float) -> list[str]:
+    """The free energy per particle of each run (bootstrap errors), or why there is none."""
+    lines = [f"## Free energy per particle at T = {_num(temperature)}", ""]
+    for label, run in runs.items():
+        fe = run.get("free_energy", {})
+        if not fe.get("identified"):
+            lines.append(f"- {label}: {fe.get('note', 'not identified')}")
+            continue
+        f_n = _pm(fe["free_energy_per_particle"], fe["free_energy_per_particle_err"])
+        beta_f_n = _pm(fe["beta_free_energy_per_particle"], fe["beta_free_energy_per_particle_err"])
+        lines.append(
+            f"- {label}: F/N = {f_n}, beta F/N = {beta_f_n} (bootstrap; k-hat "
+            f"{_num(fe['khat'], 3)}, {fe['khat_status']})"
+        )
+        if fe.get("note"):
+            lines.append(f"  - note: {fe['note']}")
+    return [*lines, ""]
+
+
 def format_summary(report: dict[str, Any]) -> str:
     """A short markdown document: one table row per run plus the reference, the agreement of
     the reweighted u with the reference, and the audits. `report` is `evaluate_runs`'s."""
@@ -67,6 +86,7 @@ def format_summary(report: dict[str, Any]) -> str:
         f"{_num(100 * ref['high_energy_fraction'], 3)} % | |"
     )
     lines += ["", "Errors: one standard error (bootstrap for reweighted values and c_v).", ""]
+    lines += _free_energy_lines(report["runs"], t)
     lines.append("## Reweighted u against the reference")
     lines.append("")
     for label, run in report["runs"].items():
