@@ -167,15 +167,18 @@ def test_bad_toml_and_missing_config(tmp_path, capsys, monkeypatch):
 
 
 def test_every_example_config_is_valid():
-    from manifold_flows._train.from_config import check_config_keys
+    from manifold_flows._train.from_config import _check_model_and_objective, check_config_keys
 
     files = sorted(CONFIGS.glob("*.toml"))
-    assert len(files) == 12
+    assert len(files) == 15
     for path in files:
         config = tomllib.loads(path.read_text())
         check_config_keys(config)
-        mf.ModelConfig.from_dict(config["model"])
-        mf.TrainConfig.from_dict(config["train"])
+        model = mf.ModelConfig.from_dict(config["model"])
+        train = mf.TrainConfig.from_dict(config["train"])
+        _check_model_and_objective(model, train, config)
+        if model.is_coupling_flow:
+            continue
         mf.build_interpolant(config["interpolant"]["name"], mf.FlatTorus(1.0, dim=2))
         mf.build_coupling(config["coupling"]["name"], mf.FlatTorus(1.0, dim=2))
 

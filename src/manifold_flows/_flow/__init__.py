@@ -27,6 +27,7 @@ from .augmented import (
     AugmentedCouplingFlow as AugmentedCouplingFlow,
     CellNeighbourList as CellNeighbourList,
     DenseNeighbourList as DenseNeighbourList,
+    coupling_flow_audit as coupling_flow_audit,
 )
 from .base import AbstractLikelihood as AbstractLikelihood
 from .batch import log_prob_batch as log_prob_batch, sample as sample
@@ -67,6 +68,7 @@ __all__ = [
     "GaussianBase",
     "HutchinsonDivergence",
     "UniformBase",
+    "coupling_flow_audit",
     "default_logq_tolerance",
     "likelihood_audit",
     "log_prob_batch",

@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._energy import ParticleSystem
-from .._flow.continuous import FAILED_MESSAGE, MAX_STEPS_MESSAGE
+from .._flow.continuous import FAILED_MESSAGE, MAX_STEPS_MESSAGE, ContinuousFlow
 from .._flow.solution import SOLVE_FAILED, SOLVE_MAX_STEPS
 
 #: How the samples of one chunk are solved: `"sequential"` runs one adaptive solve after
@@ -60,6 +60,12 @@ def _solve_problem(status: np.ndarray, max_steps: int) -> str | None:
 def _draw(flow, root, indices, species, batching="sequential"):
     """Samples `indices` of the stream `fold_in(root, r)`: end points, log q and statistics."""
     keys = jax.vmap(lambda i: jax.random.fold_in(root, i))(indices)
+    if not isinstance(flow, ContinuousFlow):
+        # A one-pass likelihood (the augmented coupling flow): no solver, so no statistics;
+        # every "solve" succeeded. One vmap: the pass is the same for every sample.
+        x, log_q = jax.vmap(lambda k: flow.sample_and_log_prob(k, species))(keys)
+        zeros = jnp.zeros(indices.shape, jnp.int32)
+        return x, log_q, zeros, zeros, zeros, zeros
 
     def one(k):
         # Failures come back as a status and are raised on the host (`_solve_problem`): a

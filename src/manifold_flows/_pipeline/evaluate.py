@@ -290,9 +290,11 @@ def _audit(label, run_value, sample_meta, seed, options):
     from .._field import TorusEGNN
     from .._flow import likelihood_audit
     from .._group import full_symmetry_group
-    from .flow import flow_for_run, is_euclidean
+    from .flow import flow_for_run, is_coupling_flow, is_euclidean
 
     run = run_value if isinstance(run_value, TrainedRun) else load_run(run_value)
+    if is_coupling_flow(run):
+        return _audit_coupling_flow(run, sample_meta, seed, options)
     solver = (sample_meta or {}).get("solver", {}) if isinstance(sample_meta, dict) else {}
     flow = flow_for_run(
         run,
@@ -318,6 +320,29 @@ def _audit(label, run_value, sample_meta, seed, options):
     out["run_step"] = int(run.step)
     out["note"] = note
     out["table"] = report.format()
+    return out
+
+
+def _audit_coupling_flow(run, sample_meta, seed, options):
+    """The audit of an augmented coupling flow (`coupling_flow_audit`), in the precision its
+    samples were drawn in."""
+    import jax
+
+    from .._flow.augmented.audit import coupling_flow_audit
+    from .._group import full_symmetry_group
+    from .flow import flow_for_run
+
+    dtype = "float64"
+    if isinstance(sample_meta, dict):
+        dtype = (sample_meta.get("solver") or {}).get("dtype", dtype)
+    flow = flow_for_run(run, dtype=dtype)
+    group = full_symmetry_group(run.torus, run.species)
+    num_points = int(options.get("num_points", 3))
+    report = coupling_flow_audit(
+        flow, jax.random.key(seed), run.species, group=group, num_points=num_points
+    )
+    out = report.to_dict()
+    out.update(run_dir=str(run.run_dir), run_step=int(run.step), note="", table=report.format())
     return out
 
 

@@ -2,9 +2,11 @@
 
 from typing import Any
 
-from .._flow import BoxUniformBase, ContinuousFlow, UniformBase
+from .._flow import AbstractLikelihood, BoxUniformBase, ContinuousFlow, UniformBase
+from .._flow.augmented import AbstractAugmentedLikelihood
 from .._manifold import FlatTorus, ParticleSpace
 from .._train import TrainedRun
+from .._train.state import cast_floating
 
 #: Precisions accepted by the sampling entry points.
 DTYPES = ("float32", "float64")
@@ -19,7 +21,7 @@ def flow_for_run(
     num_steps: int | None = None,
     max_steps: int = 4096,
     dtype: str = "float64",
-) -> ContinuousFlow:
+) -> AbstractLikelihood:
     """The continuous normalizing flow of a trained run, with an exact divergence: the
     field's closed form where it has one (`KernelField`: `FieldDivergence`), otherwise
     `ExactDivergence`.
@@ -38,12 +40,16 @@ def flow_for_run(
 
     **Returns:**
 
-    A `ContinuousFlow` on `run.space`.
+    A `ContinuousFlow` on `run.space`; for a run of the augmented coupling flow, the trained
+    flow itself (EMA weights) in `dtype` (the solver arguments do not apply).
     """
     if not isinstance(run, TrainedRun):
         raise TypeError(f"flow_for_run needs a TrainedRun (load_run(dir)); got {type(run)}.")
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {', '.join(DTYPES)}; got {dtype!r}.")
+    if is_coupling_flow(run):
+        # One pass, no solver: the trained flow itself, in the sampling precision.
+        return cast_floating(run.field, dtype)
     base = _base(run)
     return ContinuousFlow(
         run.space,
@@ -57,6 +63,12 @@ def flow_for_run(
         max_steps=max_steps,
         dtype=dtype,
     )
+
+
+def is_coupling_flow(run: TrainedRun) -> bool:
+    """Whether the run trained a flow with a one-pass likelihood (an `AugmentedCouplingFlow`)
+    rather than a vector field; its solver settings then mean nothing."""
+    return isinstance(run.field, AbstractAugmentedLikelihood)
 
 
 def is_euclidean(run: TrainedRun) -> bool:
@@ -73,6 +85,18 @@ def _base(run: TrainedRun):
 
 def describe_density(run: TrainedRun) -> dict[str, Any]:
     """What the log q of the run's flow is a density of (recorded in sample metadata)."""
+    if is_coupling_flow(run):
+        return {
+            "space": "torus",
+            "base": "UniformBase and the auxiliary wrapped normal",
+            "base_normalized": True,
+            "log_q": (
+                "aux-corrected density of the augmented coupling flow on the torus (T^d)^n: "
+                "log q(x, a) - log p_aux(a | x) with a drawn jointly with x; its exponential "
+                "is an unbiased estimate of q(x), so the importance weights and log Z are exact "
+                "in expectation"
+            ),
+        }
     if is_euclidean(run):
         return {
             "space": "euclidean",

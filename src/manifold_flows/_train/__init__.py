@@ -1,5 +1,6 @@
 from .config import ModelConfig as ModelConfig, TrainConfig as TrainConfig
 from .fit import TrainingDiverged as TrainingDiverged, TrainResult as TrainResult, fit as fit
+from .fit_likelihood import fit_likelihood as fit_likelihood
 from .from_config import (
     RunSetup as RunSetup,
     setup_run as setup_run,
@@ -33,6 +34,7 @@ __all__ = [
     "draw_pairs",
     "evaluate_loss",
     "fit",
+    "fit_likelihood",
     "flow_matching_loss",
     "init_train_state",
     "load_run",

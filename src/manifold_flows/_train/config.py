@@ -10,6 +10,11 @@ import numpy as np
 SCHEDULES: tuple[str, ...] = ("constant", "cosine")
 #: Parameter/data precisions `TrainConfig.dtype` accepts.
 DTYPES: tuple[str, ...] = ("float32", "float64")
+#: Training objectives `TrainConfig.objective` accepts: flow matching trains a vector field;
+#: the others train a flow with a one-pass likelihood (`ModelConfig.flow = "augmented_coupling"`).
+OBJECTIVES: tuple[str, ...] = ("flow_matching", "ml", "energy", "mixed")
+#: Flows `ModelConfig.flow` accepts.
+FLOWS: tuple[str, ...] = ("continuous", "augmented_coupling")
 
 
 def _fields_from(cls, values: dict[str, Any], what: str) -> dict[str, Any]:
@@ -64,6 +69,23 @@ class TrainConfig:
     - `dtype`: `"float32"` (training default) or `"float64"`.
     - `checkpoint_every`: also checkpoint every this many steps (`0`: at epoch ends only).
     - `log_every`: write a metrics line every this many steps.
+
+    Fields of the likelihood objectives (a flow with a one-pass log-density, e.g.
+    `ModelConfig(flow="augmented_coupling")`; left out of `to_dict` for flow matching):
+
+    - `objective`: `"flow_matching"` (the default: a vector field), `"ml"` (maximum likelihood
+      on the data, `-E_data log q`), `"energy"` (reverse KL to the Boltzmann distribution,
+      `E_q[log q + U/T]`, no data in the loss) or `"mixed"` (`ml + energy_weight * energy`).
+    - `energy_weight`: weight of the energy term in `"mixed"`.
+    - `energy_start_epoch`: epochs of pure maximum likelihood before the energy term enters
+      (`"mixed"` only): a flow far from the data draws overlapping particles whose energies
+      would swamp the gradient.
+    - `energy_soft_cap`: total energy above which `U` enters the energy loss as
+      `cap + log(1 + U - cap)` (the loss stays finite and its gradient bounded for
+      overlapping particles; samples below the cap are unaffected). `None`: the largest
+      training-data energy plus `10 N T`.
+    - `val_num_samples`: flow samples drawn (with fixed keys) at every epoch end to report
+      the ESS fraction of their importance weights (`val_ess`); `0` turns it off.
     """
 
     lr: float = 1e-3
@@ -80,9 +102,38 @@ class TrainConfig:
     dtype: str = "float32"
     checkpoint_every: int = 0
     log_every: int = 10
+    objective: str = "flow_matching"
+    energy_weight: float = 1.0
+    energy_start_epoch: int = 0
+    energy_soft_cap: float | None = None
+    val_num_samples: int = 1024
 
     def __post_init__(self):
         o = "TrainConfig"
+        if self.objective not in OBJECTIVES:
+            raise ValueError(
+                f"TrainConfig.objective must be one of {', '.join(OBJECTIVES)}; got "
+                f"{self.objective!r}."
+            )
+        object.__setattr__(
+            self,
+            "energy_weight",
+            _check_float(o, "energy_weight", self.energy_weight, 0.0, math.inf, open_lo=True),
+        )
+        object.__setattr__(
+            self,
+            "energy_start_epoch",
+            _check_int(o, "energy_start_epoch", self.energy_start_epoch, 0),
+        )
+        if self.energy_soft_cap is not None:
+            object.__setattr__(
+                self,
+                "energy_soft_cap",
+                _check_float(o, "energy_soft_cap", self.energy_soft_cap, -math.inf, math.inf),
+            )
+        object.__setattr__(
+            self, "val_num_samples", _check_int(o, "val_num_samples", self.val_num_samples, 0)
+        )
         object.__setattr__(self, "lr", _check_float(o, "lr", self.lr, 0.0, 10.0, open_lo=True))
         object.__setattr__(self, "batch_size", _check_int(o, "batch_size", self.batch_size, 1))
         object.__setattr__(self, "clip", _check_float(o, "clip", self.clip, 0.0, math.inf))
@@ -115,8 +166,19 @@ class TrainConfig:
         )
         object.__setattr__(self, "log_every", _check_int(o, "log_every", self.log_every, 1))
 
+    @property
+    def likelihood_objective(self) -> bool:
+        """Whether the objective trains a flow's log-density (not flow matching)."""
+        return self.objective != "flow_matching"
+
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        values = dataclasses.asdict(self)
+        if not self.likelihood_objective:
+            # Meaningless for flow matching; leaving them out keeps the records of those runs
+            # as they were before the likelihood objectives existed (and such runs resumable).
+            for name in _LIKELIHOOD_TRAIN_FIELDS:
+                del values[name]
+        return values
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
@@ -127,14 +189,34 @@ class TrainConfig:
         return dataclasses.replace(self, **changes)
 
 
+_LIKELIHOOD_TRAIN_FIELDS = (
+    "objective",
+    "energy_weight",
+    "energy_start_epoch",
+    "energy_soft_cap",
+    "val_num_samples",
+)
+
+
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
-    """How to build the vector field (`manifold_flows.build_field`), recorded with a run so
-    that `load_run` can rebuild it.
+    """How to build the model (a vector field, `manifold_flows.build_field`, or a flow with a
+    one-pass likelihood), recorded with a run so that `load_run` can rebuild it.
 
-    **Fields:** `field` (`"torus_egnn"`, `"euclidean_egnn"`, `"mlp"` or `"kernel"`), `width`,
-    `depth`, `attention`, `tanh_bound` (`True`, `False` or the bound `C`); for `"kernel"`
-    (`KernelField`) also `num_kernels` and `cutoff` (default: half the box).
+    **Fields:**
+
+    - `flow`: `"continuous"` (the default: a vector field integrated by `ContinuousFlow`) or
+      `"augmented_coupling"` (an `AugmentedCouplingFlow`, trained by the likelihood
+      objectives of `TrainConfig`).
+    - for `"continuous"`: `field` (`"torus_egnn"`, `"euclidean_egnn"`, `"mlp"` or `"kernel"`),
+      `width`, `depth`, `attention`, `tanh_bound` (`True`, `False` or the bound `C`); for
+      `"kernel"` (`KernelField`) also `num_kernels` and `cutoff` (default: half the box).
+    - for `"augmented_coupling"`: `num_layers` (coupling pairs), `num_bins` (spline bins),
+      `width`, `channels`, `num_rbf` (of each conditioner), `cutoff` (neighbour range, default
+      half the box), `aux_scale` (width of the auxiliary wrapped normal, default a quarter of
+      the mean particle spacing) and `neighbours` (`"auto"`, `"dense"` or `"cells"`:
+      `"auto"` takes a cell list when the box holds at least 3 cells of side `cutoff` per
+      axis, all pairs otherwise).
     """
 
     field: str = "torus_egnn"
@@ -144,28 +226,57 @@ class ModelConfig:
     tanh_bound: bool | float = True
     num_kernels: int = 32
     cutoff: float | None = None
+    flow: str = "continuous"
+    num_layers: int = 4
+    num_bins: int = 8
+    channels: int = 8
+    num_rbf: int = 16
+    aux_scale: float | None = None
+    neighbours: str = "auto"
 
     def __post_init__(self):
         from .._field import FIELD_NAMES
 
+        if self.flow not in FLOWS:
+            raise ValueError(
+                f"unknown flow {self.flow!r} in [model] flow; valid flows are: {', '.join(FLOWS)}."
+            )
         if self.field not in FIELD_NAMES:
             raise ValueError(
                 f"unknown vector field name {self.field!r}; valid names are: "
                 f"{', '.join(FIELD_NAMES)}."
             )
-        object.__setattr__(self, "width", _check_int("ModelConfig", "width", self.width, 1))
-        object.__setattr__(self, "depth", _check_int("ModelConfig", "depth", self.depth, 1))
+        o = "ModelConfig"
+        for name in ("width", "depth", "num_kernels", "num_layers", "num_bins", "channels"):
+            object.__setattr__(self, name, _check_int(o, name, getattr(self, name), 1))
+        object.__setattr__(self, "num_rbf", _check_int(o, "num_rbf", self.num_rbf, 1))
         if not isinstance(self.attention, (bool, np.bool_)):
             raise ValueError(
                 f"ModelConfig.attention must be true or false; got {self.attention!r}."
             )
         object.__setattr__(self, "attention", bool(self.attention))
-        object.__setattr__(
-            self, "num_kernels", _check_int("ModelConfig", "num_kernels", self.num_kernels, 1)
-        )
+        for name in ("cutoff", "aux_scale"):
+            value = getattr(self, name)
+            if value is not None:
+                object.__setattr__(
+                    self, name, _check_float(o, name, value, 0.0, math.inf, open_lo=True)
+                )
+        if self.neighbours not in NEIGHBOURS:
+            raise ValueError(
+                f"ModelConfig.neighbours must be one of {', '.join(NEIGHBOURS)}; got "
+                f"{self.neighbours!r}."
+            )
+
+    @property
+    def is_coupling_flow(self) -> bool:
+        """Whether the model is a flow with a one-pass likelihood (not a vector field)."""
+        return self.flow == "augmented_coupling"
 
     def build(self, torus, num_particles: int, num_species: int, *, key, dtype=None):
-        """The field for particles in the box `torus` (a `FlatTorus`)."""
+        """The model for particles in the box `torus` (a `FlatTorus`): the vector field, or
+        the `AugmentedCouplingFlow` on `ParticleSpace(torus, num_particles)`."""
+        if self.is_coupling_flow:
+            return self._build_coupling_flow(torus, num_particles, num_species, key, dtype)
         from .._field import build_field
 
         return build_field(
@@ -183,8 +294,32 @@ class ModelConfig:
             key=key,
         )
 
+    def _build_coupling_flow(self, torus, num_particles, num_species, key, dtype):
+        from .._flow.augmented import AugmentedCouplingFlow
+        from .._manifold import ParticleSpace
+
+        return AugmentedCouplingFlow(
+            ParticleSpace(torus, num_particles),
+            num_species,
+            num_layers=self.num_layers,
+            cutoff=self.cutoff,
+            aux_scale=self.aux_scale,
+            num_bins=self.num_bins,
+            width=self.width,
+            channels=self.channels,
+            num_rbf=self.num_rbf,
+            neighbour_list=neighbour_list_for(self.neighbours, torus, num_particles, self.cutoff),
+            dtype=dtype,
+            key=key,
+        )
+
     def to_dict(self) -> dict[str, Any]:
         values = dataclasses.asdict(self)
+        if self.is_coupling_flow:
+            keep = ("flow", "width", "cutoff", *_COUPLING_FLOW_FIELDS)
+            return {k: v for k, v in values.items() if k in keep}
+        for name in ("flow", *_COUPLING_FLOW_FIELDS):
+            del values[name]
         if self.field != "kernel":
             # The kernel options mean nothing to the other fields; leaving them out keeps the
             # records of those runs as they were before the kernel field existed (and such
@@ -196,3 +331,36 @@ class ModelConfig:
     def from_dict(cls, values: dict[str, Any]) -> "ModelConfig":
         """Build from a mapping (e.g. a TOML `[model]` table); unknown keys raise `ValueError`."""
         return cls(**_fields_from(cls, values, "[model]"))
+
+
+#: Neighbour lists `ModelConfig.neighbours` accepts.
+NEIGHBOURS: tuple[str, ...] = ("auto", "dense", "cells")
+_COUPLING_FLOW_FIELDS = ("num_layers", "num_bins", "channels", "num_rbf", "aux_scale", "neighbours")
+
+
+def neighbour_list_for(kind: str, torus, num_particles: int, cutoff: float | None):
+    """The neighbour list of a coupling flow of `num_particles` in the box `torus`: `"dense"`
+    (all pairs), `"cells"` (a cell list of side `cutoff`), or `"auto"`: cells when every axis
+    holds at least 3 of them (below that a cell list visits every pair anyway).
+
+    The cell list's bounds follow from the density `rho`: a cell holds `rho * side^d` and a
+    ball of radius `cutoff` `rho * V_d(cutoff)` particles on average; the bounds are three
+    times these plus 8, far beyond what a liquid or glass of soft particles reaches. A
+    configuration that exceeds them is an error at run time (never a silently dropped
+    neighbour)."""
+    from .._analysis.rdf import ball_volume
+    from .._flow.augmented import CellNeighbourList, DenseNeighbourList
+
+    lengths = torus.lengths
+    cutoff = 0.5 * min(lengths) if cutoff is None else float(cutoff)
+    cells = [int(length // cutoff) for length in lengths]
+    if not (kind == "cells" or (kind == "auto" and min(cells) >= 3)):
+        return DenseNeighbourList()
+    density = num_particles / math.prod(lengths)
+    per_cell = density * math.prod(
+        length / c if c >= 3 else length for length, c in zip(lengths, cells, strict=True)
+    )
+    in_ball = density * float(ball_volume(cutoff, len(lengths)))
+    return CellNeighbourList(
+        capacity=math.ceil(3 * per_cell) + 8, max_neighbours=math.ceil(3 * in_ball) + 8
+    )

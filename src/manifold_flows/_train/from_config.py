@@ -145,8 +145,8 @@ class RunSetup:
     dataset: Dataset
     data_path: Path
     model: ModelConfig
-    interpolant: AbstractInterpolant
-    coupling: AbstractCoupling
+    interpolant: AbstractInterpolant | None
+    coupling: AbstractCoupling | None
     train: TrainConfig
     run_dir: Path
 
@@ -210,6 +210,7 @@ def setup_run(
 
     model = ModelConfig.from_dict(config.get("model", {}))
     train = TrainConfig.from_dict(config.get("train", {}))
+    _check_model_and_objective(model, train, config)
     interp_cfg = {"name": "geodesic", **config.get("interpolant", {})}
     coup_cfg = {
         "name": "species_ot",
@@ -284,25 +285,31 @@ def setup_run(
             stacklevel=2,
         )
 
-    # ---- the strategies
-    torus = FlatTorus(tuple(float(v) for v in dataset.box))
-    interpolant = build_interpolant(
-        interp_cfg["name"],
-        torus,
-        gamma_scale=float(interp_cfg.get("gamma_scale", 0.1)),
-        gamma_schedule=interp_cfg.get("gamma_schedule", "sqrt"),
-    )
-    metric = coup_cfg["metric"]
-    if metric == "auto":
-        metric = "euclidean" if interp_cfg["name"] == "linear" else "torus"
-    manifold = Euclidean(dataset.dim) if metric == "euclidean" else torus
-    coupling = build_coupling(coup_cfg["name"], manifold, point_group=bool(coup_cfg["point_group"]))
+    interpolant = coupling = None
+    strategies = {}
+    if model.is_coupling_flow:
+        if train.objective in ("energy", "mixed"):
+            _energy_system(data_cfg, dataset, data_path)  # refused here, before training
+    else:
+        torus = FlatTorus(tuple(float(v) for v in dataset.box))
+        interpolant = build_interpolant(
+            interp_cfg["name"],
+            torus,
+            gamma_scale=float(interp_cfg.get("gamma_scale", 0.1)),
+            gamma_schedule=interp_cfg.get("gamma_schedule", "sqrt"),
+        )
+        metric = coup_cfg["metric"]
+        if metric == "auto":
+            metric = "euclidean" if interp_cfg["name"] == "linear" else "torus"
+        manifold = Euclidean(dataset.dim) if metric == "euclidean" else torus
+        point_group = bool(coup_cfg["point_group"])
+        coupling = build_coupling(coup_cfg["name"], manifold, point_group=point_group)
+        strategies = {"interpolant": interp_cfg, "coupling": coup_cfg}
     resolved = {
         "run_dir": config["run_dir"],
         "data": data_cfg,
         "model": model.to_dict(),
-        "interpolant": interp_cfg,
-        "coupling": coup_cfg,
+        **strategies,
         "train": train.to_dict(),
     }
     return RunSetup(
@@ -315,6 +322,51 @@ def setup_run(
         train=train,
         run_dir=Path(config["run_dir"]),
     )
+
+
+def _check_model_and_objective(model: ModelConfig, train: TrainConfig, config) -> None:
+    """A coupling flow trains by a likelihood objective, a vector field by flow matching."""
+    if model.is_coupling_flow and not train.likelihood_objective:
+        raise ValueError(
+            "[model] flow = 'augmented_coupling' trains by its likelihood: set [train] objective "
+            "to 'ml' (data), 'energy' (the Boltzmann distribution) or 'mixed'."
+        )
+    if train.likelihood_objective and not model.is_coupling_flow:
+        raise ValueError(
+            f"[train] objective = {train.objective!r} needs a flow with a one-pass likelihood: "
+            "set [model] flow = 'augmented_coupling' (a vector field trains with objective "
+            "'flow_matching')."
+        )
+    if model.is_coupling_flow:
+        extra = [f"[{t}]" for t in ("interpolant", "coupling") if t in config]
+        if extra:
+            raise ValueError(
+                f"{' and '.join(extra)} mean nothing to [model] flow = 'augmented_coupling' "
+                "(no interpolant, no pairing of data with base points): remove them."
+            )
+
+
+def _energy_system(data_cfg: dict[str, Any], dataset: Dataset, data_path: Path):
+    """The preset whose energy the energy objective uses: `[data] system`, else the dataset's
+    own system when it is a preset."""
+    from .._energy.presets import get_system, list_systems
+
+    name = data_cfg.get("system") or dataset.system
+    if name not in list_systems():
+        raise ValueError(
+            f"the energy objective needs the system's energy: set [data] system to a preset "
+            f"({', '.join(list_systems())}); the dataset {data_path} names "
+            f"{dataset.system or 'no system'!r}."
+        )
+    temperature = data_cfg.get("temperature", dataset.temperature)
+    if temperature is None:
+        raise ValueError(
+            f"the energy objective needs a temperature: set [data] temperature (the dataset "
+            f"{data_path} records none)."
+        )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the image-convention notice names the preset's own
+        return get_system(str(name), temperature=float(temperature)), float(temperature)
 
 
 #: What may change when a run is resumed (everything else must match the saved config).
@@ -411,6 +463,29 @@ def train_from_config(
                 "devices": devices,
                 "processes": jax.process_count(),
             },
+        )
+    if setup.model.is_coupling_flow:
+        from .fit_likelihood import fit_likelihood
+
+        if parallel is not None and parallel.num_devices > 1:
+            raise ValueError(
+                "the augmented coupling flow trains on one device; leave out --devices (or "
+                "parallel=...)."
+            )
+        system = temperature = None
+        if setup.train.objective in ("energy", "mixed"):
+            system, temperature = _energy_system(
+                setup.config["data"], setup.dataset, setup.data_path
+            )
+        return fit_likelihood(
+            setup.model,
+            setup.dataset,
+            config=setup.train,
+            system=system,
+            temperature=temperature,
+            run_dir=run_dir,
+            resume=resume,
+            progress=progress,
         )
     return fit(
         setup.model,

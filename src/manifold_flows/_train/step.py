@@ -85,6 +85,36 @@ def _ema_update(ema, params, decay):
     return jax.tree.map(update, ema, params)
 
 
+def apply_gradients(state: TrainState, loss, grads, optimizer, ema_decay: float):
+    """The optimiser step and the EMA update of `state.params` from `grads` (of the
+    inexact-array leaves), the EMA decay at step `s` being `min(ema_decay, (1 + s) / (10 + s))`.
+    A step whose loss or gradient is not finite leaves parameters, optimiser state and EMA
+    unchanged (the step counter still advances). Returns `(new_state, grad_norm)`."""
+    params, static = eqx.partition(state.params, eqx.is_inexact_array)
+    grad_norm = optax.tree.norm(grads)
+    # optax's bias corrections raise python floats to int32 step counters, which strict dtype
+    # promotion (used by the test suite) rejects; the update itself is dtype-consistent.
+    with jax.numpy_dtype_promotion("standard"):
+        updates, opt_state = optimizer.update(grads, state.opt_state, params)
+    new_params = eqx.combine(eqx.apply_updates(params, updates), static)
+    s = state.step.astype(jnp.float32)
+    decay = jnp.minimum(ema_decay, (1.0 + s) / (10.0 + s))
+    new_ema = _ema_update(state.ema_params, new_params, decay)
+    ok = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+
+    def keep(new, old):
+        return jax.tree.map(lambda a, b: jnp.where(ok, a, b) if eqx.is_array(a) else a, new, old)
+
+    new_state = TrainState(
+        keep(new_params, state.params),
+        keep(opt_state, state.opt_state),
+        keep(new_ema, state.ema_params),
+        state.step + 1,
+        state.key,
+    )
+    return new_state, grad_norm
+
+
 @eqx.filter_jit
 def _draw_and_pose(key_data, step, x1, species, *, interpolant, coupling, base, group):
     """First half of a step with a host coupling: the random draws of step `step` (keyed as
@@ -265,27 +295,5 @@ def _step(
     loss, grads = parallel.mean_over_batch(
         local_loss_and_grad, (state.params, species), (draws, solutions)
     )
-    params, static = eqx.partition(state.params, eqx.is_inexact_array)
-    grad_norm = optax.tree.norm(grads)
-    # optax's bias corrections raise python floats to int32 step counters, which strict dtype
-    # promotion (used by the test suite) rejects; the update itself is dtype-consistent.
-    with jax.numpy_dtype_promotion("standard"):
-        updates, opt_state = optimizer.update(grads, state.opt_state, params)
-    new_params = eqx.combine(eqx.apply_updates(params, updates), static)
-    step = state.step
-    s = step.astype(jnp.float32)
-    decay = jnp.minimum(ema_decay, (1.0 + s) / (10.0 + s))
-    new_ema = _ema_update(state.ema_params, new_params, decay)
-    ok = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
-
-    def keep(new, old):
-        return jax.tree.map(lambda a, b: jnp.where(ok, a, b) if eqx.is_array(a) else a, new, old)
-
-    new_state = TrainState(
-        keep(new_params, state.params),
-        keep(opt_state, state.opt_state),
-        keep(new_ema, state.ema_params),
-        step + 1,
-        state.key,
-    )
+    new_state, grad_norm = apply_gradients(state, loss, grads, optimizer, ema_decay)
     return new_state, {"loss": loss, "grad_norm": grad_norm}

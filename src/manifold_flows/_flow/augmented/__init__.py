@@ -1,3 +1,4 @@
+from .audit import coupling_flow_audit as coupling_flow_audit
 from .base import AbstractAugmentedLikelihood as AbstractAugmentedLikelihood
 from .flow import AugmentedCouplingFlow as AugmentedCouplingFlow
 from .neighbours import (
@@ -12,4 +13,5 @@ __all__ = [
     "AugmentedCouplingFlow",
     "CellNeighbourList",
     "DenseNeighbourList",
+    "coupling_flow_audit",
 ]
