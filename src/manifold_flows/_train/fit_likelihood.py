@@ -15,6 +15,7 @@ from jaxtyping import PRNGKeyArray
 from .._flow.base import AbstractLikelihood
 from .._io import Dataset
 from .._manifold import FlatTorus, ParticleSpace
+from .._parallel import SingleDevice
 from .checkpoint import load_train_checkpoint
 from .config import ModelConfig, TrainConfig
 from .fit import (
@@ -304,7 +305,7 @@ def fit_likelihood(
         history.append(record)
     bar = Progress(total_steps, start, progress)
     timed_steps, window_start, skipped_in_row, skipped = 0, time.perf_counter(), 0, 0
-    batch_at = _BatchOrder(train_x, order_seed, steps_per_epoch, config.batch_size, _Local())
+    batch_at = _BatchOrder(train_x, order_seed, steps_per_epoch, config.batch_size, SingleDevice())
     step_args = dict(
         optimizer=optimizer,
         ema_decay=config.ema_decay,
@@ -397,11 +398,3 @@ def fit_likelihood(
         total_steps=total_steps,
         run_dir=run_dir,
     )
-
-
-class _Local:
-    """The one-device placement `_BatchOrder` expects (batches stay where they are)."""
-
-    @staticmethod
-    def shard_batch(batch):
-        return batch
