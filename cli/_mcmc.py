@@ -200,7 +200,7 @@ def register(app: typer.Typer) -> None:
             resolve_system,
             write_manifest,
         )
-        from manifold_flows._pipeline.flow import is_euclidean
+        from manifold_flows._pipeline.flow import is_coupling_flow, is_euclidean
         from manifold_flows._pipeline.system import check_system
 
         solver = {}
@@ -243,6 +243,13 @@ def register(app: typer.Typer) -> None:
             if adapt_rounds < 0:
                 raise UserError(f"--adapt-rounds must be >= 0; got {adapt_rounds}.")
             if adapt_rounds > 0:
+                if is_coupling_flow(trained):
+                    raise UserError(
+                        f"the run in {run} is a coupling flow, trained by its likelihood; the "
+                        "adaptive mode refits by flow matching, which only continuous flows "
+                        "take: drop --adapt-rounds, or fine-tune the coupling flow with "
+                        "`mflows train` on the chains' dataset."
+                    )
                 if source is not None:
                     raise UserError(
                         "--adapt-rounds needs proposals from the (changing) flow, not --proposals."

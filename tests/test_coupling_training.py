@@ -233,6 +233,33 @@ def test_a_resumed_run_equals_the_uninterrupted_one(ipl_data, tmp_path):
     assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
 
 
+def test_mcmc_takes_a_coupling_run(ipl_data, tmp_path):
+    """`mflows mcmc` proposes from a coupling run (aux-corrected log q~, state auxiliaries drawn
+    afresh) and writes a dataset; its adaptive mode (a flow-matching refit) is refused."""
+    from test_flow_mcmc import _cli
+
+    system, data = ipl_data
+    run = tmp_path / "run"
+    config = TrainConfig(objective="ml", batch_size=16, epochs=1, log_every=5)
+    fit_likelihood(
+        ModelConfig(**TINY), data, config=config, system=system, run_dir=run, progress=False
+    )
+    out = tmp_path / "chains.npz"
+    common = ["--chains", "2", "--samples-per-chain", "3", "--sweeps-between", "2"]
+    common += ["--equilibration", "0", "--flow-every", "1", "--no-progress"]
+    common += ["--proposal-batch", "8", "--eval-batch", "2"]
+    code, _, err = _cli(["mcmc", "--run", run, "--out", out, *common])
+    assert code == 0, err
+    written = mf.Dataset.load(out)
+    meta = written.metadata["mc"]
+    assert written.num_samples == 6
+    assert meta["acceptance_production"]["flow"]["attempted"] == 2 * 3 * 2
+    assert "p_aux" in meta["extra_moves"]["auxiliaries"]
+    code, _, err = _cli(["mcmc", "--run", run, "--out", tmp_path / "b.npz", "--adapt-rounds", "1"])
+    assert code != 0 and "coupling flow" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "b.npz").exists()
+
+
 def test_soft_cap_is_continuous_and_leaves_low_energies_alone():
     u = jnp.array([-3.0, 0.0, 5.0, 5.0 + 1e-6, 1e6, jnp.inf])
     capped = soft_capped(u, 5.0)

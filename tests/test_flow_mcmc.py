@@ -235,6 +235,60 @@ def test_averages_test_catches_a_broken_acceptance_rule(monkeypatch):
     assert du > 8, du
 
 
+def _coupling_flow(init_scale: float) -> mf.AugmentedCouplingFlow:
+    """A coupling flow on the test system, its splines far from the identity (random weights
+    scaled up), so that q differs from the uniform density by order one."""
+    return mf.AugmentedCouplingFlow(
+        SPACE,
+        2,
+        num_layers=2,
+        width=8,
+        channels=2,
+        num_rbf=4,
+        init_scale=init_scale,
+        dtype=jnp.float64,
+        key=jax.random.key(7),
+    )
+
+
+def test_combined_kernel_with_an_augmented_flow_gives_the_exact_averages():
+    """An augmented (coupling) flow proposes with its aux-corrected log q~ = log q(x, a) -
+    log p_aux(a | x): the chains run on (x, a), a state's a drawn afresh after local moves, and
+    still give the exact <U> and <U^2>."""
+    flow = _coupling_flow(1.0)  # acceptance about 7 %, log q spread about 2
+    _, lq = mf.sample(flow, jax.random.key(1), 64, SPECIES, chunk_size=None)
+    assert float(jnp.std(lq)) > 1.0  # far from uniform: the weights matter
+    result, moves = run_flow_chains(flow)
+    du, du2 = deviation_in_errors(result)
+    assert abs(du) < 4 and abs(du2) < 4, (du, du2)
+    rate = result.acceptance["flow"]
+    assert rate is not None and 0.02 < rate < 0.98
+    assert moves.evaluations > 0 and moves.metadata()["auxiliaries"]
+    assert moves.fingerprint()["aux_seed"] == 1
+
+
+def test_augmented_state_evaluations_draw_their_own_auxiliaries():
+    """Each evaluation of a chain state's log q~ draws a from its own key (refresh_key): the
+    same index gives the same key (a resumed run redraws the same a), other indices and the
+    proposal stream differ; a flow without auxiliaries is evaluated without a key."""
+    moves = mf.FlowMoves(_coupling_flow(1.0), SPECIES, seed=4)
+    same = jax.random.key_data(moves.refresh_key(5)), jax.random.key_data(moves.refresh_key(5))
+    np.testing.assert_array_equal(*same)
+    keys = {tuple(np.asarray(jax.random.key_data(moves.refresh_key(i)))) for i in range(50)}
+    keys.add(tuple(np.asarray(jax.random.key_data(jax.random.fold_in(jax.random.key(4), 0)))))
+    assert len(keys) == 51
+    assert not mf.FlowMoves(GOOD, SPECIES).augmented
+
+
+def test_label_invariance_check_of_an_augmented_flow():
+    """For an augmented flow the check compares the exact joint log q(x, a) with the
+    auxiliaries permuted along with the particles (its one-draw estimate of log q(x) would
+    differ by the draw)."""
+    flow = _coupling_flow(3.0)
+    x = np.asarray([[0.3, 0.4], [2.0, 1.1]])
+    assert mf.check_label_invariance(flow, x, np.asarray([0, 0])) < 1e-9
+
+
 # ----------------------------------------------------------------------------- species
 def test_equivariant_flow_is_invariant_under_permutations_within_a_species():
     """The claim `canonicalize` rests on, checked for the library's flow: a continuous flow

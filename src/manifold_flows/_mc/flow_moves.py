@@ -15,6 +15,14 @@ to `q(canonical(x))`, where `canonical` orders the particles by species (stable)
 is invariant under permutations *within* a species (true for the equivariant flows of this
 library; `canonicalize` states the condition, a test checks it). An accepted proposal is
 stored with the flow's sorted species vector.
+
+Augmented flows (`AbstractAugmentedLikelihood`, e.g. the coupling flow) model `(x, a)` with
+auxiliary variables `a`; their `log q~(x, a) = log q(x, a) - log p_aux(a | x)` stands in for
+log q. The chain then runs on the extended space `(x, a)` with target `p(x) p_aux(a | x)`,
+whose x-marginal is `p`: a proposal brings its own `a` (and `log q~`), and after local moves
+change `x` the state's `a` is drawn afresh from `p_aux(. | x)` (a Gibbs step of `a`, which
+leaves the extended target invariant) when its log q~ is next needed. Each refresh uses its
+own key (`refresh_key`), so a resumed run draws the same `a`.
 """
 
 import math
@@ -29,6 +37,7 @@ from jaxtyping import Array, Bool, Float, Int
 
 from .._energy import AbstractPairEnergy
 from .._flow import AbstractLikelihood
+from .._flow.augmented import AbstractAugmentedLikelihood
 from .._flow.batch import log_prob_batch
 from .acceptance import AbstractAcceptance
 from .advance import AdvanceOutput, KernelSettings, advance
@@ -142,6 +151,11 @@ def _canonical_batch(
     return jax.vmap(canonicalize)(positions, species)
 
 
+@eqx.filter_jit
+def _joint_batch(likelihood: AbstractAugmentedLikelihood, x, a, species) -> Array:
+    return jax.vmap(likelihood.log_prob_joint, in_axes=(0, 0, None))(x, a, species)
+
+
 def check_label_invariance(
     likelihood: AbstractLikelihood,
     positions: np.ndarray,
@@ -173,7 +187,14 @@ def check_label_invariance(
     order = np.concatenate([np.nonzero(species == s)[0][::-1] for s in np.unique(species)])
     x = np.asarray(positions)
     batch = jnp.asarray(np.stack([x, x[order]]), dtype=jnp.result_type(float))
-    values = np.asarray(log_prob_batch(likelihood, batch, jnp.asarray(species, jnp.int32)))
+    spec = jnp.asarray(species, jnp.int32)
+    if isinstance(likelihood, AbstractAugmentedLikelihood):
+        # log q(x, a) is deterministic: permute the auxiliaries with the particles
+        a = np.asarray(likelihood.sample_aux(jax.random.key(0), batch[0], spec))
+        aux = jnp.asarray(np.stack([a, a[order]]), batch.dtype)
+        values = np.asarray(_joint_batch(likelihood, batch, aux, spec))
+    else:
+        values = np.asarray(log_prob_batch(likelihood, batch, spec))
     gap = float(abs(values[1] - values[0]))
     if not gap <= atol:  # NaN fails too
         raise ValueError(
@@ -195,10 +216,11 @@ class FlowMoves(AbstractExtraMoves):
 
     The log q of a chain's current state is needed by the acceptance ratio. It is known when
     the state is an accepted proposal; after local moves changed the state it is evaluated by
-    `likelihood.log_prob` (a reverse solve for a flow), lazily: only for the chains whose state
-    changed since it was last known, right before a flow move, in batches of `eval_batch`
-    chains. The accuracy of log q matters as for reweighting: an error `e` in log q biases the
-    chain by at most a factor `exp(|e|)` in density ratios.
+    `likelihood.log_prob` (a reverse solve for a flow; for an augmented flow, the inverse pass
+    at auxiliaries drawn afresh, see the module docstring), lazily: only for the chains whose
+    state changed since it was last known, right before a flow move, in batches of
+    `eval_batch` chains. The accuracy of log q matters as for reweighting: an error `e` in
+    log q biases the chain by at most a factor `exp(|e|)` in density ratios.
 
     A driver is stateful (the log q of each chain, which proposals are used): use one per run;
     its state is checkpointed with the run, so a resumed run continues exactly.
@@ -215,7 +237,8 @@ class FlowMoves(AbstractExtraMoves):
       evaluated at most once per block, so several moves amortise it.
     - `eval_batch`: chains whose log q is evaluated in one compiled call.
     - `chunk_size`: points vmapped together inside a `log_prob` batch (see `log_prob_batch`).
-    - `seed`, `proposal_batch`: for the default proposals.
+    - `seed`: seed of the default proposals and of the auxiliary draws of an augmented flow.
+    - `proposal_batch`: batch size of the default proposals.
     """
 
     names = ("flow",)
@@ -256,6 +279,8 @@ class FlowMoves(AbstractExtraMoves):
                 f"flow moves use {species.tolist()}; draw them for the same system."
             )
         self.likelihood = likelihood
+        self.augmented = isinstance(likelihood, AbstractAugmentedLikelihood)
+        self.seed = int(seed)
         self.species = species
         self.proposals = proposals
         self.every = int(every)
@@ -362,14 +387,26 @@ class FlowMoves(AbstractExtraMoves):
             idx = todo[start : start + b]
             batch = np.repeat(canon[idx[:1]], b, axis=0)  # padded to one shape
             batch[: idx.size] = canon[idx]
+            key = self.refresh_key(self.evaluations + start) if self.augmented else None
             values = log_prob_batch(
-                self.likelihood, jnp.asarray(batch, dtype), spec, chunk_size=self.chunk_size
+                self.likelihood,
+                jnp.asarray(batch, dtype),
+                spec,
+                chunk_size=self.chunk_size,
+                key=key,
             )
             self.log_q[idx] = np.asarray(values, np.float64)[: idx.size]
         self.evaluations += int(todo.size)
         self.nonfinite_log_q += int(np.count_nonzero(~np.isfinite(self.log_q[todo])))
         self.known[todo] = True
         self.eval_seconds += time.process_time() - tic
+
+    def refresh_key(self, index: int):
+        """The key of the auxiliary draws of the state evaluations numbered `index ..` (an
+        augmented flow): a stream of its own, `fold_in(split(key(seed))[1], index)`, apart from
+        the proposals' `fold_in(key(seed), b)`."""
+        stream = jax.random.split(jax.random.key(self.seed))[1]
+        return jax.random.fold_in(stream, index)
 
     def _flow_block(
         self, energy: AbstractPairEnergy, sampler: SamplerState, temperature: float
@@ -431,6 +468,7 @@ class FlowMoves(AbstractExtraMoves):
             "moves": self.moves,
             "likelihood": type(self.likelihood).__name__,
             "proposals": self.proposals.fingerprint(),
+            **({"aux_seed": self.seed} if self.augmented else {}),
         }
 
     def metadata(self) -> dict[str, Any]:
@@ -447,6 +485,17 @@ class FlowMoves(AbstractExtraMoves):
                 "proposals carry the flow's sorted species vector"
             ),
             "proposal_use": "each proposal is used once in all (one chain, one move)",
+            **(
+                {
+                    "auxiliaries": (
+                        "augmented flow: log q~ = log q(x, a) - log p_aux(a | x) in place of "
+                        "log q; a chain state's a is drawn afresh from p_aux(. | x) after local "
+                        "moves changed x (keys: refresh_key)"
+                    )
+                }
+                if self.augmented
+                else {}
+            ),
             "proposals": self.proposals.describe(),
             "proposals_used": self.cursor,
             "log_q_evaluations": self.evaluations,
