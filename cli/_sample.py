@@ -120,6 +120,22 @@ def register(app: typer.Typer) -> None:
         images: Annotated[
             str, typer.Option("--images", help="Image convention of the energy: minimum or all.")
         ] = "minimum",
+        num_particles: Annotated[
+            int | None,
+            typer.Option(
+                "--num-particles",
+                help="Size transfer (coupling flows): sample N particles at the run's density "
+                "and composition with the trained flow unchanged.",
+            ),
+        ] = None,
+        composition: Annotated[
+            str | None,
+            typer.Option(
+                "--composition",
+                help="With --num-particles: counts per species (512:512); default: the run's "
+                "scaled to N.",
+            ),
+        ] = None,
         extxyz: Annotated[
             bool, typer.Option("--extxyz/--no-extxyz", help="Also write .extxyz.")
         ] = True,
@@ -146,10 +162,16 @@ def register(app: typer.Typer) -> None:
         if num_samples <= 0:
             raise UserError(f"--num-samples must be a positive integer (R > 0); got {num_samples}.")
         dtype = "float64" if precision == Precision.double else "float32"
+        target = None
+        if composition is not None and num_particles is None:
+            raise UserError("--composition goes with --num-particles (size transfer).")
+        if num_particles is not None:
+            run, target = _transfer_target(run, num_particles, composition, images, temperature)
         try:
             with argument_names(_FLAGS):
                 dataset = sample_to_file(
                     run,
+                    system=target,
                     num_samples=num_samples,
                     out=out,
                     seed=seed,
@@ -175,6 +197,7 @@ def register(app: typer.Typer) -> None:
         if dataset is None:  # a process other than 0 of a multi-process run: it wrote nothing
             return
         meta = dataset.metadata
+        transfer = meta.get("size_transfer")
         weights = reweight(
             dataset.energy, dataset.extra["log_q"], dataset.temperature, base_normalized=True
         )
@@ -184,8 +207,51 @@ def register(app: typer.Typer) -> None:
             f"wrote {dataset.num_samples} samples to {out}"
             + (f" and {out.with_suffix('.extxyz')}" if extxyz else "")
             + f" (energies with images={meta['energy']['images']})"
-            + f"; mean NFE {meta['nfe']['mean']:.1f}; raw u = "
+            + (f"; mean NFE {meta['nfe']['mean']:.1f}" if meta["nfe"]["total"] else "")
+            + (f"; size transfer from N = {transfer['trained_num_particles']}" if transfer else "")
+            + "; raw u = "
             + (f"{np.mean(u[finite]):.5g}" if finite.any() else "n/a")
             + f"; ESS {weights.ess:.1f} (ESS/R {weights.ess_fraction:.3g}), "
             f"{weights.num_nonfinite} non-finite log w"
         )
+
+
+def _transfer_target(run: Path, num_particles: int, composition, images: str, temperature):
+    """The loaded run and the system of `--num-particles` (size transfer): the run's system
+    resized at its density, with the run's composition scaled or `--composition`."""
+    import numpy as np
+
+    from manifold_flows import load_run
+    from manifold_flows._pipeline.flow import is_coupling_flow
+    from manifold_flows._pipeline.system import resized_system, resolve_system
+
+    from ._generate import _parse_composition
+
+    trained = load_run(run)
+    if not is_coupling_flow(trained):
+        raise UserError(
+            f"--num-particles: the run in {run} is a continuous flow; only coupling flows "
+            "(local by construction) transfer to another size."
+        )
+    box = np.asarray(trained.torus.lengths, dtype=np.float64)
+    T = temperature if temperature is not None else trained.temperature
+    base, _ = resolve_system(
+        trained.system, box=box, species=np.asarray(trained.species), images=images, temperature=T
+    )
+    counts = None
+    if composition is not None:
+        parsed = _parse_composition(composition)
+        if isinstance(parsed, dict):
+            unknown = sorted(set(parsed) - set(base.species_names))
+            if unknown:
+                raise UserError(
+                    f"--composition names {', '.join(unknown)}, not species of the run "
+                    f"({', '.join(base.species_names)})."
+                )
+            parsed = [parsed.get(name, 0) for name in base.species_names]
+        counts = parsed
+    try:
+        target = resized_system(base, num_particles, composition=counts)
+    except ValueError as exc:
+        raise UserError(f"--num-particles: {exc}") from None
+    return trained, target

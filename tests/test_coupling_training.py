@@ -233,17 +233,24 @@ def test_a_resumed_run_equals_the_uninterrupted_one(ipl_data, tmp_path):
     assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
 
 
-def test_mcmc_takes_a_coupling_run(ipl_data, tmp_path):
-    """`mflows mcmc` proposes from a coupling run (aux-corrected log q~, state auxiliaries drawn
-    afresh) and writes a dataset; its adaptive mode (a flow-matching refit) is refused."""
-    from test_flow_mcmc import _cli
-
+@pytest.fixture(scope="module")
+def coupling_run(ipl_data, tmp_path_factory):
+    """A run of a tiny coupling flow on ipl-n10 (one epoch of maximum likelihood)."""
     system, data = ipl_data
-    run = tmp_path / "run"
+    run = tmp_path_factory.mktemp("coupling") / "run"
     config = TrainConfig(objective="ml", batch_size=16, epochs=1, log_every=5)
     fit_likelihood(
         ModelConfig(**TINY), data, config=config, system=system, run_dir=run, progress=False
     )
+    return run
+
+
+def test_mcmc_takes_a_coupling_run(coupling_run, tmp_path):
+    """`mflows mcmc` proposes from a coupling run (aux-corrected log q~, state auxiliaries drawn
+    afresh) and writes a dataset; its adaptive mode (a flow-matching refit) is refused."""
+    from test_flow_mcmc import _cli
+
+    run = coupling_run
     out = tmp_path / "chains.npz"
     common = ["--chains", "2", "--samples-per-chain", "3", "--sweeps-between", "2"]
     common += ["--equilibration", "0", "--flow-every", "1", "--no-progress"]
@@ -258,6 +265,68 @@ def test_mcmc_takes_a_coupling_run(ipl_data, tmp_path):
     code, _, err = _cli(["mcmc", "--run", run, "--out", tmp_path / "b.npz", "--adapt-rounds", "1"])
     assert code != 0 and "coupling flow" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "b.npz").exists()
+
+
+# ---------------------------------------------------------------- size transfer
+def test_resized_flow_shares_the_parameters_and_stays_exact():
+    """`resized` puts the same conditioners on another box: the audit (round trip, log-det
+    against the materialised Jacobian, invariance) passes at the new size, and a box too small
+    for the cutoff or of another dimension is refused."""
+    small = mf.ParticleSpace(mf.FlatTorus(3.0, dim=2), 4)
+    flow = AugmentedCouplingFlow(
+        small, 2, num_layers=2, width=8, channels=2, num_rbf=4, init_scale=1.0,
+        dtype=jnp.float64, key=jax.random.key(0),
+    )  # fmt: skip
+    big = flow.resized(mf.ParticleSpace(mf.FlatTorus(3.0 * 1.5**0.5, dim=2), 6))
+    assert big.space.num_particles == 6 and big.aux_scale == flow.aux_scale
+    assert big.position_conditioners[0].cutoff == flow.position_conditioners[0].cutoff
+    same = jax.tree.leaves(eqx.filter(big.position_conditioners, eqx.is_array))
+    mine = jax.tree.leaves(eqx.filter(flow.position_conditioners, eqx.is_array))
+    assert all(a is b for a, b in zip(same, mine, strict=True))
+    species = jnp.asarray([0, 0, 0, 1, 1, 1])
+    group = mf.full_symmetry_group(big.space.manifold, species)
+    assert coupling_flow_audit(big, jax.random.key(1), species, group=group).passed
+    with pytest.raises(ValueError, match="too small for the cutoff"):
+        flow.resized(mf.ParticleSpace(mf.FlatTorus(2.0, dim=2), 2))
+    with pytest.raises(ValueError, match="resize within one dimension"):
+        flow.resized(mf.ParticleSpace(mf.FlatTorus(3.0, dim=3), 4))
+
+
+def test_mflows_sample_transfers_a_coupling_run_to_a_larger_system(coupling_run, tmp_path):
+    """`mflows sample --num-particles 20` samples ipl-n10's model at N = 20 (same density and
+    composition) with the trained flow unchanged: each sample's log q is the resized flow's,
+    drawn with the sample's key, and its energy that of the N = 20 system; bad sizes are
+    refused in one line."""
+    from test_flow_mcmc import _cli
+
+    from manifold_flows._pipeline.system import resized_system
+
+    out = tmp_path / "n20.npz"
+    args = ["sample", "--run", coupling_run, "-R", "6", "--out", out, "--precision", "32"]
+    code, stdout, err = _cli([*args, "--num-particles", "20", "--no-progress"])
+    assert code == 0, err
+    assert "size transfer from N = 10" in stdout and "NFE" not in stdout
+    data = mf.Dataset.load(out)
+    assert data.num_particles == 20 and data.system == "ipl-n20"
+    np.testing.assert_allclose(data.box, 20**0.5 * 2**0.5, rtol=1e-6)  # N / V = 0.5
+    assert data.metadata["size_transfer"]["trained_num_particles"] == 10
+    run = mf.load_run(coupling_run)
+    system = resized_system(mf.get_system("ipl-n10", temperature=0.1), 20)
+    species = jnp.asarray(system.species)
+    flow = run.field.resized(mf.ParticleSpace(system.torus, 20))
+    flow = jax.tree.map(lambda p: p.astype(jnp.float32) if eqx.is_inexact_array(p) else p, flow)
+    x, log_q = flow.sample_and_log_prob(jax.random.fold_in(jax.random.key(0), 4), species)
+    np.testing.assert_allclose(data.positions[4], np.asarray(x), atol=1e-5)
+    np.testing.assert_allclose(data.extra["log_q"][4], float(log_q), rtol=1e-5)
+    energy = float(system.energy(jnp.asarray(data.positions[4]), species))
+    assert data.energy[4] == pytest.approx(energy, rel=1e-9)
+    for extra, message in (
+        (["--num-particles", "15"], "whole counts"),
+        (["--composition", "5:5"], "goes with --num-particles"),
+        (["--num-particles", "20", "--composition", "A=10,C=10"], "not species of the run"),
+    ):
+        code, _, err = _cli([*args[:-2], "--out", tmp_path / "x.npz", *extra])
+        assert code != 0 and message in err and len(err.strip().splitlines()) == 1, err
 
 
 def test_soft_cap_is_continuous_and_leaves_low_energies_alone():

@@ -65,6 +65,87 @@ def flow_for_run(
     )
 
 
+def transferred_flow(
+    run: TrainedRun, flow: AbstractLikelihood, box, species
+) -> tuple[AbstractLikelihood, dict[str, Any]]:
+    """Size transfer: the coupling flow of `run` (as `flow_for_run` returned it) on a system of
+    the same density and composition with another number of particles.
+
+    The conditioners are local (a cutoff, minimum-image differences), so the trained model
+    defines the flow at any size (`AugmentedCouplingFlow.resized`); the neighbour list is the
+    one the run's `[model] neighbours` setting gives at the new size (a cell list in a large
+    box). Continuous flows do not transfer.
+
+    **Arguments:**
+
+    - `run`, `flow`: the trained run and its flow.
+    - `box`: the new box lengths `(d,)`; `species`: the new sorted species vector `(n,)`.
+
+    **Returns:**
+
+    `(flow, info)`: the resized flow and a JSON record of the transfer.
+
+    **Raises:**
+
+    `ValueError` for a continuous flow, another dimension, density or composition.
+    """
+    import math
+
+    import numpy as np
+
+    from .._train.config import neighbour_list_for
+
+    box = np.asarray(box, dtype=np.float64).reshape(-1)
+    species = np.asarray(species)
+    trained_box = np.asarray(run.torus.lengths, dtype=np.float64)
+    trained_species = np.asarray(run.species)
+    if not is_coupling_flow(run):
+        raise ValueError(
+            f"the run in {run.run_dir} is a continuous flow, trained at N = "
+            f"{trained_species.size}: only coupling flows (local by construction) transfer to "
+            "another size; sample the system the run was trained on."
+        )
+    if box.size != trained_box.size:
+        raise ValueError(
+            f"the run is {trained_box.size}D but the new box {box.tolist()} is {box.size}D."
+        )
+    density = species.size / math.prod(box)
+    trained_density = trained_species.size / math.prod(trained_box)
+    if not math.isclose(density, trained_density, rel_tol=1e-6):
+        raise ValueError(
+            f"size transfer keeps the density: the run was trained at N/V = "
+            f"{trained_density:.6g}, the new system has {density:.6g}; choose the box "
+            f"(N / {trained_density:.6g})^(1/d) per side."
+        )
+    counts = np.bincount(species, minlength=len(run.species_names))
+    trained = np.bincount(trained_species, minlength=len(run.species_names))
+    if counts.size != trained.size or not np.allclose(
+        counts / species.size, trained / trained_species.size, rtol=0, atol=1e-9
+    ):
+        raise ValueError(
+            f"size transfer keeps the composition: the run was trained with {trained.tolist()} "
+            f"particles per species, the new system has {counts.tolist()}; scale every count "
+            "by the same factor."
+        )
+    space = ParticleSpace(FlatTorus(box.tolist()), int(species.size))
+    model = run.info.get("model") or {}
+    first = flow.position_conditioners[0]
+    neighbours = neighbour_list_for(
+        str(model.get("neighbours", "auto")), space.manifold, species.size, first.cutoff
+    )
+    resized = flow.resized(space, neighbour_list=neighbours)
+    info = {
+        "trained_num_particles": int(trained_species.size),
+        "trained_box": trained_box.tolist(),
+        "num_particles": int(species.size),
+        "box": box.tolist(),
+        "cutoff": first.cutoff,
+        "neighbour_list": type(neighbours).__name__,
+        "note": "the run's coupling flow, unchanged, on the larger (or smaller) box",
+    }
+    return resized, info
+
+
 def is_coupling_flow(run: TrainedRun) -> bool:
     """Whether the run trained a flow with a one-pass likelihood (an `AugmentedCouplingFlow`)
     rather than a vector field; its solver settings then mean nothing."""

@@ -48,7 +48,14 @@ from .chunks import (
     sample_paths,
 )
 from .draw import BATCHING, _draw, _draw_on, _error_summary, _solve_problem, system_energies
-from .flow import DTYPES, describe_density, flow_for_run, is_euclidean
+from .flow import (
+    DTYPES,
+    describe_density,
+    flow_for_run,
+    is_coupling_flow,
+    is_euclidean,
+    transferred_flow,
+)
 from .progress import SampleProgress
 from .system import check_system, resolve_system
 
@@ -156,7 +163,10 @@ def sample_to_file(
     - `dtype`: `"float64"` (default, for importance weights) or `"float32"`.
     - `temperature`: the target temperature of the weights (default: the run's).
     - `system`: the `ParticleSystem` whose energy is U (default: resolved from the run's
-      system name, box and composition; see `resolve_system`).
+      system name, box and composition; see `resolve_system`). For a coupling-flow run, a
+      system with another number of particles at the same density and composition samples
+      that size with the trained flow unchanged (size transfer, `transferred_flow`; recorded
+      as `size_transfer` in the metadata).
     - `images`: image convention when the system is resolved by name.
     - `resume`: continue an unfinished run in `<out>.parts/`.
     - `force`: overwrite an existing `out` and discard unfinished parts.
@@ -202,10 +212,21 @@ def sample_to_file(
     _check_outputs(paths, resume=resume, force=force, extxyz=extxyz)
     if not isinstance(run, TrainedRun):
         run = load_run(run)
-    per_sample = 3 * (len(run.species) * run.torus.dim + 8) * 8  # kept, gathered, saved
+    species = np.asarray(run.species)
+    box = np.asarray(run.torus.lengths, dtype=np.float64)
+    transfer = None
+    if (
+        system is not None
+        and isinstance(system, ParticleSystem)
+        and is_coupling_flow(run)
+        and system.species.size != species.size
+    ):  # size transfer of a local flow: sample the given system's size
+        species = np.sort(np.asarray(system.species))
+        box = np.asarray(system.box, dtype=np.float64)
+    per_sample = 3 * (len(species) * run.torus.dim + 8) * 8  # kept, gathered, saved
     check_fits_in_memory(
         num_samples * per_sample,
-        what=f"{num_samples} samples of {len(run.species)} particles",
+        what=f"{num_samples} samples of {len(species)} particles",
         fix=f"lower {argument('num_samples')}, or draw several sample files with different seeds",
     )
     check_fits_in_memory(  # a chunk is padded to its full size
@@ -222,8 +243,8 @@ def sample_to_file(
         max_steps=max_steps,
         dtype=dtype,
     )
-    species = np.asarray(run.species)
-    box = np.asarray(run.torus.lengths, dtype=np.float64)
+    if species.size != len(run.species):
+        flow, transfer = transferred_flow(run, flow, box, species)
     if temperature is None:
         if run.temperature is None:
             raise ValueError(
@@ -259,6 +280,8 @@ def sample_to_file(
         "system": system.name,
         "images": system.images,
     }
+    if transfer is not None:
+        settings["num_particles"] = int(species.size)
     # In a multi-process run, process 0 alone reads and writes files; the others compute their
     # share of every chunk process 0 asks for and return None.
     writer = is_main_process()
@@ -399,6 +422,7 @@ def sample_to_file(
             "mean_rejected_steps": float(np.mean(cat("num_rejected"))),
         },
         "density": density,
+        "size_transfer": transfer,
         "base_normalized": bool(density["base_normalized"]),
         "euclidean_flow": is_euclidean(run),
         "num_samples_wrapped": int(np.count_nonzero(cat("wrapped"))),

@@ -1,6 +1,7 @@
 """Which physical system (and so which energy U) a trained run or a sample file refers to."""
 
 import math
+import re
 import warnings
 from collections.abc import Sequence
 
@@ -65,9 +66,10 @@ def resolve_system(
         warnings.simplefilter("always", ImageConventionWarning)
         if label in list_systems():
             system = get_system(label, temperature=temperature, images=images)
-        elif label.lower() in MODEL_ALIASES:
+        elif label.lower() in MODEL_ALIASES or _default_name_model(label, species.size):
+            model = MODEL_ALIASES.get(label.lower()) or _default_name_model(label, species.size)
             system = make_system(
-                MODEL_ALIASES[label.lower()],
+                model,
                 num_particles=int(species.size),
                 composition=counts,
                 box=box.tolist(),
@@ -90,6 +92,85 @@ def resolve_system(
         warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     check_system(system, box=box, species=species, what=f"system {label!r}")
     return system, note
+
+
+#: Model parameters a resized system must share with the system it is resized from.
+_SHARED = ("model", "potential", "species_names", "dim", "density", "images", "epsilon", "sigma")
+_SHARED += ("cutoff", "exponent", "shift", "smoothing", "swap_pairs")
+
+
+def resized_system(
+    system: ParticleSystem,
+    num_particles: int,
+    *,
+    composition: Sequence[int] | None = None,
+) -> ParticleSystem:
+    """The same model at the same density with `num_particles` particles (for size transfer).
+
+    **Arguments:**
+
+    - `system`: the system to resize (a preset or a custom system of a known model).
+    - `num_particles`: the new N.
+    - `composition`: particles per species label (default: the system's counts scaled by
+      N_new / N, which must come out whole).
+
+    **Returns:**
+
+    A `ParticleSystem` named as `make_system` names custom systems (`ipl-n1024`), with the
+    model's potential parameters, image convention, swap pairs and temperature of `system`.
+
+    **Raises:**
+
+    `ValueError` when the scaled counts are not whole (pass `composition`), or when the model
+    cannot be rebuilt with the same parameters.
+    """
+    n = int(num_particles)
+    if isinstance(num_particles, bool) or n != num_particles or n < 2:
+        raise ValueError(f"num_particles must be an integer >= 2; got {num_particles!r}.")
+    counts = np.bincount(system.species, minlength=len(system.species_names))
+    if composition is None:
+        scaled = counts * n / counts.sum()
+        if not np.allclose(scaled, np.round(scaled), rtol=0, atol=1e-9):
+            raise ValueError(
+                f"N = {n} does not scale the composition {counts.tolist()} of {system.name!r} to "
+                f"whole counts ({scaled.round(3).tolist()}); choose N a multiple of "
+                f"{counts.sum() // math.gcd(*counts.tolist())} or give the composition."
+            )
+        composition = np.round(scaled).astype(int).tolist()
+    params = system.parameters
+    options = {
+        k: params[k] for k in ("epsilon", "sigma", "cutoff", "exponent", "shift") if k in params
+    }
+    resized = make_system(
+        params["model"],
+        num_particles=n,
+        composition=[int(c) for c in composition],
+        density=system.density,
+        dim=int(params["dim"]),
+        images=system.images,
+        temperature=system.default_temperature,
+        displacement=system.displacement,
+        swap_pairs=system.swap_pairs,
+        **options,
+    )
+    changed = [k for k in _SHARED if resized.parameters.get(k) != params.get(k)]
+    if changed:
+        raise ValueError(
+            f"cannot rebuild {system.name!r} at N = {n} with the same model: "
+            f"{', '.join(changed)} would differ."
+        )
+    return resized
+
+
+def _default_name_model(label: str, num_particles: int) -> str | None:
+    """The model of a name `make_system` gives a custom system by default (`ipl-n1024`,
+    `ka3-n1100`, `ipl-n500-3d`), provided its N is the configurations' N; else None."""
+    match = re.fullmatch(r"([a-z0-9]+)-n(\d+)(-\d+d)?", label.lower())
+    if match is None or match.group(1) not in MODEL_ALIASES:
+        return None
+    if int(match.group(2)) != int(num_particles):
+        return None
+    return MODEL_ALIASES[match.group(1)]
 
 
 def check_system(

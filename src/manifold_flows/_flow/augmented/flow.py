@@ -200,6 +200,68 @@ class AugmentedCouplingFlow(AbstractAugmentedLikelihood):
         self.aux_scale = float(aux_scale)
         self.num_images = _num_images(self.aux_scale, lengths)
 
+    # ------------------------------------------------------------------ size transfer
+    def resized(
+        self, space: ParticleSpace, *, neighbour_list: AbstractNeighbourList | None = None
+    ) -> "AugmentedCouplingFlow":
+        """The same flow (the same trained conditioners, cutoff and `aux_scale`) on another
+        particle space: more or fewer particles, another box of the same dimension.
+
+        Every conditioner sees only the neighbours within `cutoff` of a particle, through
+        minimum-image differences, so its parameters do not depend on N or on the box: a model
+        trained at one size defines a flow at any size, and it is the same local model when the
+        density and composition are the same (`aux_scale`, a length, is kept). The new box must
+        hold the cutoff (at most half its shortest side). Which species labels occur is set by
+        `args` when sampling, as always.
+
+        **Arguments:**
+
+        - `space`: `ParticleSpace(FlatTorus(...), N)` of the same dimension.
+        - `neighbour_list`: for the new size (default: this flow's); a cell list
+          (`CellNeighbourList`) keeps the cost O(N) in large boxes.
+
+        **Returns:**
+
+        An `AugmentedCouplingFlow` sharing this one's parameters.
+        """
+        if not (isinstance(space, ParticleSpace) and isinstance(space.manifold, FlatTorus)):
+            raise TypeError(
+                "AugmentedCouplingFlow.resized needs space=ParticleSpace(FlatTorus(...), N); got "
+                f"{space!r}."
+            )
+        if space.manifold.dim != self.space.manifold.dim:
+            raise ValueError(
+                f"AugmentedCouplingFlow.resized: the flow is {self.space.manifold.dim}D but the "
+                f"new space is {space.manifold.dim}D; resize within one dimension."
+            )
+        first = self.position_conditioners[0]
+        half = 0.5 * min(space.manifold.lengths)
+        if first.cutoff > half * (1 + 1e-12):
+            raise ValueError(
+                f"AugmentedCouplingFlow.resized: the new box {space.manifold.lengths} is too "
+                f"small for the cutoff {first.cutoff:g} (at most half the shortest side, "
+                f"{half:g}); use a box of side >= {2 * first.cutoff:g}."
+            )
+        fresh = AugmentedCouplingFlow(
+            space,
+            self.num_species,
+            num_layers=len(self.position_conditioners),
+            cutoff=min(first.cutoff, half),
+            aux_scale=self.aux_scale,
+            num_bins=first.num_bins,
+            width=first.width,
+            channels=first.channels,
+            num_rbf=first.num_rbf,
+            neighbour_list=self.neighbour_list if neighbour_list is None else neighbour_list,
+            dtype=self.dtype,
+            key=jax.random.key(0),  # placeholders, replaced by this flow's parameters
+        )
+        return eqx.tree_at(
+            lambda f: (f.position_conditioners, f.aux_conditioners),
+            fresh,
+            (self.position_conditioners, self.aux_conditioners),
+        )
+
     # ------------------------------------------------------------------ helpers
     @property
     def dtype(self):
