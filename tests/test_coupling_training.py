@@ -4,6 +4,7 @@ and audit, and the exactness of its importance weights against a known partition
 Where a property is claimed, a planted bug shows that the check can fail.
 """
 
+import importlib
 import math
 
 import equinox as eqx
@@ -327,6 +328,41 @@ def test_mflows_sample_transfers_a_coupling_run_to_a_larger_system(coupling_run,
     ):
         code, _, err = _cli([*args[:-2], "--out", tmp_path / "x.npz", *extra])
         assert code != 0 and message in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_skipped_steps_are_counted_across_a_resume(ipl_data, tmp_path, monkeypatch):
+    """Steps with a non-finite loss are skipped and counted; a resumed run continues the count
+    of the interrupted one (the final record says 2 whether or not the run was interrupted)."""
+    module = importlib.import_module("manifold_flows._train.fit_likelihood")
+
+    real = module.likelihood_step
+
+    def flaky(state, *args, **kwargs):
+        new, out = real(state, *args, **kwargs)
+        if int(state.step) in (1, 5):  # the steps taking the state to 2 and 6
+            out = {**out, "loss": jnp.asarray(jnp.nan)}
+        return new, out
+
+    monkeypatch.setattr(module, "likelihood_step", flaky)
+    system, data = ipl_data
+    config = TrainConfig(objective="ml", batch_size=16, epochs=1, log_every=1)
+    model = ModelConfig(**TINY)
+    whole = fit_likelihood(model, data, config=config, system=system, progress=False)
+    assert whole.history[-1]["skipped"] == 2
+
+    def stop(record):
+        if record["step"] == 4:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        fit_likelihood(
+            model, data, config=config, system=system, run_dir=tmp_path, progress=False,
+            callback=stop,
+        )  # fmt: skip
+    resumed = fit_likelihood(
+        model, data, config=config, system=system, run_dir=tmp_path, resume=True, progress=False
+    )
+    assert resumed.history[-1]["skipped"] == 2
 
 
 def test_soft_cap_is_continuous_and_leaves_low_energies_alone():

@@ -304,7 +304,9 @@ def fit_likelihood(
         metrics.write(record)
         history.append(record)
     bar = Progress(total_steps, start, progress)
-    timed_steps, window_start, skipped_in_row, skipped = 0, time.perf_counter(), 0, 0
+    timed_steps, window_start, skipped_in_row = 0, time.perf_counter(), 0
+    # skipped steps so far: a resumed run continues the count of its last record
+    skipped = int(metrics.last_value("skipped", 0) or 0) if start > 0 else 0
     batch_at = _BatchOrder(train_x, order_seed, steps_per_epoch, config.batch_size, SingleDevice())
     step_args = dict(
         optimizer=optimizer,

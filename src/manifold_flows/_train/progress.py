@@ -40,6 +40,21 @@ class MetricsLog:
         elif resume_step is None and self.path.is_file():
             self.path.unlink()
 
+    def last_value(self, key: str, default: Any = None) -> Any:
+        """The value of `key` in the last record that has it (after a resume: the last one up
+        to the checkpoint), or `default`."""
+        if self.path is None or not self.path.is_file():
+            return default
+        value = default
+        for line in self.path.read_text().splitlines():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(record, dict) and key in record:
+                value = record[key]
+        return value
+
     def write(self, record: dict[str, Any]) -> None:
         if self.path is None:
             return
