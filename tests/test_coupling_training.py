@@ -5,6 +5,7 @@ Where a property is claimed, a planted bug shows that the check can fail.
 """
 
 import importlib
+import json
 import math
 
 import equinox as eqx
@@ -433,6 +434,9 @@ def test_train_sample_and_audit_from_a_config(tmp_path, ipl_file, ipl_data):
     config = _config(tmp_path, ipl_file, epochs=2, val_num_samples=32)
     train_from_config(config, progress=False)
     run = mf.load_run(tmp_path / "run")
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").open()]
+    # maximum likelihood with a known system: the ESS of flow samples is reported per epoch
+    assert 0 < records[-1]["val_ess"] <= 1 and "val_khat" in records[-1]
     samples = mf.sample_to_file(
         run, num_samples=24, out=tmp_path / "s.npz", chunk_size=8, progress=False, extxyz=False
     )

@@ -477,6 +477,13 @@ def train_from_config(
             system, temperature = _energy_system(
                 setup.config["data"], setup.dataset, setup.data_path
             )
+        elif setup.train.val_num_samples:  # maximum likelihood: the energy for the val ESS only
+            try:
+                system, temperature = _energy_system(
+                    setup.config["data"], setup.dataset, setup.data_path
+                )
+            except ValueError:
+                system = temperature = None
         return fit_likelihood(
             setup.model,
             setup.dataset,
