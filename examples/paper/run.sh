@@ -21,6 +21,12 @@
 # two processes (or machines sharing OUT) can work on different methods at the same time once
 # the data exist; steps 4-5 run when the sample files of all three methods are there. Never
 # run two processes on the same method.
+#
+# METHODS may also name `coupling`: the augmented coupling flow (one-pass exact likelihood,
+# examples/configs/coupling_${CONFIG_TAG}.toml), trained by its own objective, epochs and batch
+# (COUPLING_EPOCHS, COUPLING_BATCH override the config's) on the same data, sampled with
+# R_COUPLING, and evaluated with the others (or, METHODS=coupling, alone: the evaluation then
+# holds its row only).
 set -euo pipefail
 
 if [[ $# -lt 1 || ! -f "$1" ]]; then
@@ -36,12 +42,12 @@ NICE="${NICE:-5}"
 RUN=(nice -n "$NICE")
 read -r -a METHODS <<<"${METHODS:-ersi efm rsi}"
 for m in "${METHODS[@]}"; do
-    if [[ ! $m =~ ^(ersi|efm|rsi)$ ]]; then
-        echo "$0: METHODS may name ersi, efm and rsi; got '$m'." >&2
+    if [[ ! $m =~ ^(ersi|efm|rsi|coupling)$ ]]; then
+        echo "$0: METHODS may name ersi, efm, rsi and coupling; got '$m'." >&2
         exit 2
     fi
 done
-declare -A LABEL=([ersi]=eRSI [efm]=eFM [rsi]=RSI)
+declare -A LABEL=([ersi]=eRSI [efm]=eFM [rsi]=RSI [coupling]=coupling)
 
 mkdir -p "$OUT"/{data,runs,samples}
 log() { echo "[$(date -u +%H:%M:%S)] $*  (load: $(cut -d' ' -f1-3 /proc/loadavg))"; }
@@ -69,26 +75,35 @@ generate "$REF" "$REF_SEED" "$REF_CHAINS" "$REF_SAMPLES_PER_CHAIN"
 for m in "${METHODS[@]}"; do
     run_dir="$OUT/runs/$m"
     config="$ROOT/examples/configs/${m}_${CONFIG_TAG}.toml"
+    epochs="$EPOCHS" batch=(--set "train.batch_size=$BATCH")
+    if [[ $m == coupling ]]; then  # its own schedule unless overridden
+        epochs="${COUPLING_EPOCHS:-$(python -c "import tomllib; print(tomllib.load(open('$config', 'rb'))['train']['epochs'])")}"
+        batch=()
+        [[ -n ${COUPLING_BATCH:-} ]] && batch=(--set "train.batch_size=$COUPLING_BATCH")
+    fi
     if [[ -f "$run_dir/checkpoint.json" ]] &&
-        python -c "import json,sys; sys.exit(json.load(open('$run_dir/checkpoint.json'))['epoch'] < $EPOCHS)"; then
-        log "have $run_dir ($EPOCHS epochs)"
+        python -c "import json,sys; sys.exit(json.load(open('$run_dir/checkpoint.json'))['epoch'] < $epochs)"; then
+        log "have $run_dir ($epochs epochs)"
         continue
     fi
     extra=()
     [[ -f "$run_dir/checkpoint.json" ]] && extra+=(--resume)
-    log "train ${LABEL[$m]}: $config, $EPOCHS epochs"
+    log "train ${LABEL[$m]}: $config, $epochs epochs"
     "${RUN[@]}" mflows train --config "$config" --data "$DATA" --run-dir "$run_dir" \
-        --epochs "$EPOCHS" --seed "$TRAIN_SEED" --set "train.batch_size=$BATCH" \
-        --no-progress "${extra[@]}"
+        --epochs "$epochs" --seed "$TRAIN_SEED" "${batch[@]}" --no-progress "${extra[@]}"
 done
 
 # ---------------------------------------------------------------- 3. samples
 # eRSI last: it is the slowest per sample. An interrupted sampling run can be resumed with
 # another R (finished chunks are kept), e.g. a smaller R_ERSI when time runs out.
-for m in efm rsi ersi; do
+for m in coupling efm rsi ersi; do
     [[ " ${METHODS[*]} " == *" $m "* ]] || continue
     out="$OUT/samples/$m.npz"
-    if [[ $m == ersi ]]; then r="$R_ERSI"; else r="$R_BASE"; fi
+    case $m in
+    ersi) r="$R_ERSI" ;;
+    coupling) r="${R_COUPLING:-20000}" ;;
+    *) r="$R_BASE" ;;
+    esac
     if [[ -f "$out" ]]; then
         log "have $out"
         continue
@@ -101,17 +116,29 @@ for m in efm rsi ersi; do
 done
 
 # ---------------------------------------------------------------- 4. evaluation
-for m in ersi efm rsi; do
+compared=(ersi efm rsi)
+[[ ${METHODS[*]} == coupling ]] && compared=()  # the coupling flow alone
+for m in "${compared[@]}"; do
     if [[ ! -f "$OUT/samples/$m.npz" ]]; then
         log "no $OUT/samples/$m.npz yet: evaluation left for a run that has all three methods"
         exit 0
     fi
 done
+[[ -f "$OUT/samples/coupling.npz" ]] && compared+=(coupling)
+if [[ ${#compared[@]} -eq 0 ]]; then
+    log "no samples to evaluate yet"
+    exit 0
+fi
+args=()
+for m in "${compared[@]}"; do
+    args+=(--samples "${LABEL[$m]}=$OUT/samples/$m.npz")
+done
+[[ " ${compared[*]} " == *" ersi "* ]] && args+=(--audit "eRSI=$OUT/runs/ersi")
+[[ " ${compared[*]} " == *" coupling "* ]] && args+=(--audit "coupling=$OUT/runs/coupling")
 log "evaluate"
 status=0
-"${RUN[@]}" mflows evaluate --reference "$REF" --out "$OUT/report" --force \
-    --samples "eRSI=$OUT/samples/ersi.npz" --samples "eFM=$OUT/samples/efm.npz" \
-    --samples "RSI=$OUT/samples/rsi.npz" --audit "eRSI=$OUT/runs/ersi" || status=$?
+"${RUN[@]}" mflows evaluate --reference "$REF" --out "$OUT/report" --force "${args[@]}" ||
+    status=$?
 
 # ---------------------------------------------------------------- 5. the paper's table
 python "$HERE/make_table.py" "$OUT" --out "$OUT/table.md"
