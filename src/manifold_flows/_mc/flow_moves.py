@@ -279,7 +279,6 @@ class FlowMoves(AbstractExtraMoves):
                 f"flow moves use {species.tolist()}; draw them for the same system."
             )
         self.likelihood = likelihood
-        self.augmented = isinstance(likelihood, AbstractAugmentedLikelihood)
         self.seed = int(seed)
         self.species = species
         self.proposals = proposals
@@ -295,6 +294,11 @@ class FlowMoves(AbstractExtraMoves):
         self.nonfinite_log_q = 0  # chain states whose log q came out non-finite
         # production: CPU seconds of this process, sweeps, proposals used
         self.production = np.zeros(3)
+
+    @property
+    def augmented(self) -> bool:
+        """Whether the likelihood models auxiliary variables (log q~ stands in for log q)."""
+        return isinstance(self.likelihood, AbstractAugmentedLikelihood)
 
     # ------------------------------------------------------------------ planning
     def proposals_needed(self, num_chains: int, sweeps: int) -> int:

@@ -64,10 +64,10 @@ def resolve_system(
     label = str(name or "")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ImageConventionWarning)
+        model = MODEL_ALIASES.get(label.lower()) or _default_name_model(label, species.size)
         if label in list_systems():
             system = get_system(label, temperature=temperature, images=images)
-        elif label.lower() in MODEL_ALIASES or _default_name_model(label, species.size):
-            model = MODEL_ALIASES.get(label.lower()) or _default_name_model(label, species.size)
+        elif model is not None:
             system = make_system(
                 model,
                 num_particles=int(species.size),

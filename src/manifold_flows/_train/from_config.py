@@ -473,17 +473,15 @@ def train_from_config(
                 "parallel=...)."
             )
         system = temperature = None
-        if setup.train.objective in ("energy", "mixed"):
-            system, temperature = _energy_system(
-                setup.config["data"], setup.dataset, setup.data_path
-            )
-        elif setup.train.val_num_samples:  # maximum likelihood: the energy for the val ESS only
+        needs_energy = setup.train.objective in ("energy", "mixed")
+        if needs_energy or setup.train.val_num_samples:  # maximum likelihood: for the val ESS
             try:
                 system, temperature = _energy_system(
                     setup.config["data"], setup.dataset, setup.data_path
                 )
             except ValueError:
-                system = temperature = None
+                if needs_energy:
+                    raise
         return fit_likelihood(
             setup.model,
             setup.dataset,
