@@ -329,13 +329,14 @@ def _audit_coupling_flow(run, sample_meta, seed, options):
     import jax
 
     from .._flow.augmented.audit import coupling_flow_audit
+    from .._group import full_symmetry_group
     from .flow import flow_for_run
 
     dtype = "float64"
     if isinstance(sample_meta, dict):
         dtype = (sample_meta.get("solver") or {}).get("dtype", dtype)
     flow = flow_for_run(run, dtype=dtype)
-    group = flow.symmetry_group(run.species)
+    group = full_symmetry_group(run.torus, run.species)
     num_points = int(options.get("num_points", 3))
     report = coupling_flow_audit(
         flow, jax.random.key(seed), run.species, group=group, num_points=num_points

@@ -216,9 +216,7 @@ class ModelConfig:
       half the box), `aux_scale` (width of the auxiliary wrapped normal, default a quarter of
       the mean particle spacing) and `neighbours` (`"auto"`, `"dense"` or `"cells"`:
       `"auto"` takes a cell list when the box holds at least 3 cells of side `cutoff` per
-      axis, all pairs otherwise), `sequential_axes` (transform the axes of each coupling
-      step one after another, each seeing the particle's other relative coordinates: more
-      expressive, the box point group no longer exact; see `AugmentedCouplingFlow`).
+      axis, all pairs otherwise).
     """
 
     field: str = "torus_egnn"
@@ -235,7 +233,6 @@ class ModelConfig:
     num_rbf: int = 16
     aux_scale: float | None = None
     neighbours: str = "auto"
-    sequential_axes: bool = False
 
     def __post_init__(self):
         from .._field import FIELD_NAMES
@@ -258,11 +255,6 @@ class ModelConfig:
                 f"ModelConfig.attention must be true or false; got {self.attention!r}."
             )
         object.__setattr__(self, "attention", bool(self.attention))
-        if not isinstance(self.sequential_axes, (bool, np.bool_)):
-            raise ValueError(
-                f"ModelConfig.sequential_axes must be true or false; got {self.sequential_axes!r}."
-            )
-        object.__setattr__(self, "sequential_axes", bool(self.sequential_axes))
         for name in ("cutoff", "aux_scale"):
             value = getattr(self, name)
             if value is not None:
@@ -317,7 +309,6 @@ class ModelConfig:
             channels=self.channels,
             num_rbf=self.num_rbf,
             neighbour_list=neighbour_list_for(self.neighbours, torus, num_particles, self.cutoff),
-            sequential_axes=self.sequential_axes,
             dtype=dtype,
             key=key,
         )
@@ -326,9 +317,6 @@ class ModelConfig:
         values = dataclasses.asdict(self)
         if self.is_coupling_flow:
             keep = ("flow", "width", "cutoff", *_COUPLING_FLOW_FIELDS)
-            if not self.sequential_axes:
-                # Runs recorded before the option existed stay resumable.
-                keep = tuple(k for k in keep if k != "sequential_axes")
             return {k: v for k, v in values.items() if k in keep}
         for name in ("flow", *_COUPLING_FLOW_FIELDS):
             del values[name]
@@ -347,15 +335,7 @@ class ModelConfig:
 
 #: Neighbour lists `ModelConfig.neighbours` accepts.
 NEIGHBOURS: tuple[str, ...] = ("auto", "dense", "cells")
-_COUPLING_FLOW_FIELDS = (
-    "num_layers",
-    "num_bins",
-    "channels",
-    "num_rbf",
-    "aux_scale",
-    "neighbours",
-    "sequential_axes",
-)
+_COUPLING_FLOW_FIELDS = ("num_layers", "num_bins", "channels", "num_rbf", "aux_scale", "neighbours")
 
 
 def neighbour_list_for(kind: str, torus, num_particles: int, cutoff: float | None):

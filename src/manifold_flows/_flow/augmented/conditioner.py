@@ -57,9 +57,6 @@ class LocalConditioner(eqx.Module):
     - `channels`: number of vector (`v`) and second-moment (`m`) features per axis.
     - `num_rbf`: Gaussian radial basis functions on `[0, r_c]`.
     - `init_scale`: scale of the last layer of `G` (small: the layer starts near the identity).
-    - `num_context`: extra per-axis inputs of `G` (default 0; see `head`: the
-      sequential-axes coupling gives each axis the particle's own relative coordinates on the
-      other axes).
     - `dtype`: parameter dtype.
     - `key`: PRNG key.
     """
@@ -72,7 +69,6 @@ class LocalConditioner(eqx.Module):
     width: int = eqx.field(static=True)
     channels: int = eqx.field(static=True)
     num_rbf: int = eqx.field(static=True)
-    num_context: int = eqx.field(static=True)
 
     def __init__(
         self,
@@ -84,7 +80,6 @@ class LocalConditioner(eqx.Module):
         channels: int = 8,
         num_rbf: int = 16,
         init_scale: float = 0.01,
-        num_context: int = 0,
         dtype=None,
         key: PRNGKeyArray,
     ):
@@ -99,7 +94,7 @@ class LocalConditioner(eqx.Module):
             dtype=dtype,
         )
         axis_net = eqx.nn.MLP(
-            width + num_species + 2 * channels + num_context,
+            width + num_species + 2 * channels,
             num_spline_params(num_bins),
             width,
             depth=2,
@@ -119,7 +114,6 @@ class LocalConditioner(eqx.Module):
         self.width = int(width)
         self.channels = int(channels)
         self.num_rbf = int(num_rbf)
-        self.num_context = int(num_context)
 
     def __call__(
         self,
@@ -129,19 +123,9 @@ class LocalConditioner(eqx.Module):
         box: Float[Array, " d"],
     ) -> Float[Array, "n d p"]:
         """Raw spline parameters `(N, d, 3K + 1)` (see `circular_spline`)."""
-        return self.head(*self.features(anchor, species, neighbours, box))
-
-    def features(
-        self,
-        anchor: Float[Array, "n d"],
-        species: Int[Array, " n"],
-        neighbours: Int[Array, "n m"],
-        box: Float[Array, " d"],
-    ) -> tuple[Float[Array, "n d f"], Float[Array, "n d c"], Float[Array, "n d c"]]:
-        """The per-axis inputs of `G`: invariant features `[h_i, s_i]` (the same for every
-        axis), `v_ik` and `m_ik`. The expensive, per-pair part of the conditioner."""
         dtype = anchor.dtype
         edge_net = cast_floating(self.edge_net, dtype)
+        axis_net = cast_floating(self.axis_net, dtype)
         delta, r, real = _pair_geometry(anchor, neighbours, box)
         u = r / self.cutoff
         envelope = jnp.where(real & (u < 1), (1 - u * u) ** 3, 0)
@@ -161,28 +145,9 @@ class LocalConditioner(eqx.Module):
         d = anchor.shape[1]
         invariant = jnp.concatenate([h, onehot], axis=-1)[:, None, :]
         invariant = jnp.broadcast_to(invariant, (anchor.shape[0], d, invariant.shape[-1]))
-        return invariant, v, second
-
-    def head(
-        self,
-        invariant: Float[Array, "n e f"],
-        v: Float[Array, "n e c"],
-        second: Float[Array, "n e c"],
-        context: Float[Array, "n e x"] | None = None,
-    ) -> Float[Array, "n e p"]:
-        """`G` on the features of `features` (all axes, or a slice of them), symmetrised under
-        `v -> -v`; `context` holds the `num_context` extra inputs per axis (unchanged by the
-        symmetrisation: what they mean under a reflection is the caller's business)."""
-        if (context is None) != (self.num_context == 0):
-            raise ValueError(
-                f"LocalConditioner.head: this conditioner takes {self.num_context} context "
-                f"inputs per axis; got {'none' if context is None else context.shape[-1]}."
-            )
-        axis_net = cast_floating(self.axis_net, invariant.dtype)
-        extra = () if context is None else (context,)
         per_axis = jax.vmap(jax.vmap(axis_net))
-        plus = per_axis(jnp.concatenate([invariant, v, second, *extra], axis=-1))
-        minus = per_axis(jnp.concatenate([invariant, -v, second, *extra], axis=-1))
+        plus = per_axis(jnp.concatenate([invariant, v, second], axis=-1))
+        minus = per_axis(jnp.concatenate([invariant, -v, second], axis=-1))
         return _symmetrize(plus, minus, self.num_bins)
 
 

@@ -37,54 +37,6 @@ def _couple(
     return wrap(anchor + moved, box), jnp.sum(log_det)
 
 
-def _axis_context(relative: Float[Array, "n d"], box: Float[Array, "1 d"], k: int) -> Array:
-    """`[sin, cos](2 pi r_il / L_l)` of the relative coordinates `r_il` on the axes `l != k`
-    (in the cyclic order `k + 1, k + 2, ...`): periodic, so any representative gives the same."""
-    d = relative.shape[1]
-    others = [(k + s) % d for s in range(1, d)]
-    angle = 2 * jnp.pi * relative[:, others] / box[:, others]
-    return jnp.concatenate([jnp.sin(angle), jnp.cos(angle)], axis=-1)
-
-
-def _couple_sequential(
-    conditioner: LocalConditioner,
-    neighbour_list: AbstractNeighbourList,
-    target: Float[Array, "n d"],
-    anchor: Float[Array, "n d"],
-    species: Int[Array, " n"],
-    box: Float[Array, "1 d"],
-    lengths: tuple[float, ...],
-    *,
-    inverse: bool,
-    descending: bool,
-) -> tuple[Float[Array, "n d"], Float[Array, ""]]:
-    """`_couple` with the axes transformed one after another: the spline of axis `k` is set
-    by the anchor's neighbourhood *and* by the particle's own relative coordinates on the
-    other axes (`_axis_context`: the values they have at that moment), so the density of
-    `x_i - a_i` need not be a product over axes. The Jacobian of the step is triangular in
-    the axes (each axis depends on itself and on axes already fixed), so `log |det|` is still
-    the sum of the spline log-slopes. The per-pair features are computed once per step; only
-    the per-axis head runs once per axis. The inverse undoes the axes in the opposite order."""
-    neighbours = neighbour_list(anchor, lengths, conditioner.cutoff)
-    invariant, v, second = conditioner.features(anchor, species, neighbours, box[0])
-    spline = circular_spline_inverse if inverse else circular_spline
-    relative = target - anchor
-    d = target.shape[1]
-    order = list(range(d))[::-1] if descending else list(range(d))
-    if inverse:
-        order = order[::-1]
-    total = jnp.zeros((), target.dtype)
-    for k in order:
-        part = slice(k, k + 1)
-        context = _axis_context(relative, box, k)[:, None, :]
-        raw = conditioner.head(invariant[:, part], v[:, part], second[:, part], context)[:, 0]
-        lengths_k = jnp.broadcast_to(box[0, k], relative.shape[:1])
-        moved, log_det = jax.vmap(spline)(relative[:, k], raw, lengths_k)
-        relative = relative.at[:, k].set(moved)
-        total = total + jnp.sum(log_det)
-    return wrap(anchor + relative, box), total
-
-
 def _num_images(scale: float, lengths: tuple[float, ...]) -> int:
     """Periodic images `n = -K..K` that make the wrapped normal exact in float64: the first
     image left out is smaller than the nearest one by `exp(-K (K + 1) L^2 / (2 sigma^2))`,
@@ -163,13 +115,6 @@ class AugmentedCouplingFlow(AbstractAugmentedLikelihood):
       particle spacing `(V / N)^(1/d)`).
     - `num_bins`, `width`, `channels`, `num_rbf`, `init_scale`: of each `LocalConditioner`.
     - `neighbour_list`: an `AbstractNeighbourList` (default `DenseNeighbourList()`).
-    - `sequential_axes`: transform the axes of each step one after another, each axis's
-      spline seeing the particle's relative coordinates on the other axes (`_couple_sequential`;
-      the axis order alternates between layers). More expressive (the conditional density of
-      a particle given the anchors need not factorise over axes) at a small cost (the per-pair
-      part is shared); translation and permutation symmetry stay exact, but the point group
-      holds only approximately (the axes are ordered). Default False: every axis at once,
-      the point group exact.
     - `dtype`: parameter dtype (default: JAX's default float).
     - `key`: PRNG key for the initialisation.
     """
@@ -182,7 +127,6 @@ class AugmentedCouplingFlow(AbstractAugmentedLikelihood):
     num_species: int = eqx.field(static=True)
     aux_scale: float = eqx.field(static=True)
     num_images: int = eqx.field(static=True)
-    sequential_axes: bool = eqx.field(static=True)
 
     def __init__(
         self,
@@ -198,7 +142,6 @@ class AugmentedCouplingFlow(AbstractAugmentedLikelihood):
         num_rbf: int = 16,
         init_scale: float = 0.01,
         neighbour_list: AbstractNeighbourList | None = None,
-        sequential_axes: bool = False,
         dtype=None,
         key: PRNGKeyArray,
     ):
@@ -243,7 +186,6 @@ class AugmentedCouplingFlow(AbstractAugmentedLikelihood):
                 channels=channels,
                 num_rbf=num_rbf,
                 init_scale=init_scale,
-                num_context=2 * (len(lengths) - 1) if sequential_axes else 0,
                 dtype=dtype,
                 key=k,
             )
@@ -257,7 +199,6 @@ class AugmentedCouplingFlow(AbstractAugmentedLikelihood):
         self.num_species = int(num_species)
         self.aux_scale = float(aux_scale)
         self.num_images = _num_images(self.aux_scale, lengths)
-        self.sequential_axes = bool(sequential_axes)
 
     # ------------------------------------------------------------------ size transfer
     def resized(
@@ -312,7 +253,6 @@ class AugmentedCouplingFlow(AbstractAugmentedLikelihood):
             channels=first.channels,
             num_rbf=first.num_rbf,
             neighbour_list=self.neighbour_list if neighbour_list is None else neighbour_list,
-            sequential_axes=self.sequential_axes,
             dtype=self.dtype,
             key=jax.random.key(0),  # placeholders, replaced by this flow's parameters
         )
@@ -321,23 +261,6 @@ class AugmentedCouplingFlow(AbstractAugmentedLikelihood):
             fresh,
             (self.position_conditioners, self.aux_conditioners),
         )
-
-    def symmetry_group(self, species: ArrayLike):
-        """The group under which `log q(x, a)` is exactly invariant (acting on `x` and `a`
-        alike), for the audit: permutations within species times every isometry of the box
-        (`full_symmetry_group`), or times the translations alone with `sequential_axes` (the
-        axis order breaks the point group)."""
-        from ..._group import (
-            PermutationWithinSpecies,
-            ProductAction,
-            TorusTranslation,
-            full_symmetry_group,
-        )
-
-        torus = self.space.manifold
-        if not self.sequential_axes:
-            return full_symmetry_group(torus, species)
-        return ProductAction(PermutationWithinSpecies(species), TorusTranslation(torus))
 
     # ------------------------------------------------------------------ helpers
     @property
@@ -368,12 +291,11 @@ class AugmentedCouplingFlow(AbstractAugmentedLikelihood):
         """Map base variables to `(x, a)` and return `log |det d(x, a) / d(z_x, z_a)|`."""
         species = self._species(args)
         x, a = self._points(z_x, "z_x"), self._points(z_a, "z_a")
-        box = self._box(x.dtype)
+        box, lengths = self._box(x.dtype), self.space.manifold.lengths
         total = jnp.zeros((), x.dtype)
-        pairs = zip(self.position_conditioners, self.aux_conditioners, strict=True)
-        for layer, (pos, aux) in enumerate(pairs):
-            x, ld = self._step(pos, x, a, species, box, layer, inverse=False)
-            a, la = self._step(aux, a, x, species, box, layer, inverse=False)
+        for pos, aux in zip(self.position_conditioners, self.aux_conditioners, strict=True):
+            x, ld = _couple(pos, self.neighbour_list, x, a, species, box, lengths, inverse=False)
+            a, la = _couple(aux, self.neighbour_list, a, x, species, box, lengths, inverse=False)
             total = total + ld + la
         return x, a, total
 
@@ -383,41 +305,14 @@ class AugmentedCouplingFlow(AbstractAugmentedLikelihood):
         """Map `(x, a)` back to the base and return `log |det d(z_x, z_a) / d(x, a)|`."""
         species = self._species(args)
         x, a = self._points(x, "x"), self._points(a, "a")
-        box = self._box(x.dtype)
+        box, lengths = self._box(x.dtype), self.space.manifold.lengths
         total = jnp.zeros((), x.dtype)
         pairs = zip(self.position_conditioners, self.aux_conditioners, strict=True)
-        for layer, (pos, aux) in reversed(tuple(enumerate(pairs))):
-            a, la = self._step(aux, a, x, species, box, layer, inverse=True)
-            x, ld = self._step(pos, x, a, species, box, layer, inverse=True)
+        for pos, aux in reversed(tuple(pairs)):
+            a, la = _couple(aux, self.neighbour_list, a, x, species, box, lengths, inverse=True)
+            x, ld = _couple(pos, self.neighbour_list, x, a, species, box, lengths, inverse=True)
             total = total + ld + la
         return x, a, total
-
-    def _step(self, conditioner, target, anchor, species, box, layer: int, *, inverse: bool):
-        """One coupling step of `target` given `anchor` (all axes at once, or one after
-        another with `sequential_axes`, in an order that alternates between layers)."""
-        lengths = self.space.manifold.lengths
-        if not self.sequential_axes:
-            return _couple(
-                conditioner,
-                self.neighbour_list,
-                target,
-                anchor,
-                species,
-                box,
-                lengths,
-                inverse=inverse,
-            )
-        return _couple_sequential(
-            conditioner,
-            self.neighbour_list,
-            target,
-            anchor,
-            species,
-            box,
-            lengths,
-            inverse=inverse,
-            descending=layer % 2 == 1,
-        )
 
     # ------------------------------------------------------------------ densities
     def aux_log_prob(
