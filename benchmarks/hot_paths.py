@@ -184,10 +184,14 @@ def train_step(spec, p: Problem) -> Job:
     on the host), loss, gradient, Adam, EMA. Library only (the naive reference of the field
     is the `train` path). `sequential` and `pipelined` run `LOOP_STEPS` steps as `fit` does
     (the loss read back after every step), the second with the host stage of each next step
-    dispatched before the current update and solved while the device computes it."""
+    dispatched before the current update and solved while the device computes it. `auction`
+    is one step with the assignment solved on the device (`AuctionOTCoupling`, no host
+    stage)."""
     impl = spec["impl"]
-    if impl not in ("library", "sequential", "pipelined"):
-        raise ValueError("train_step has the implementations library, sequential, pipelined.")
+    if impl not in ("library", "sequential", "pipelined", "auction"):
+        raise ValueError(
+            "train_step has the implementations library, sequential, pipelined, auction."
+        )
     from manifold_flows._train.state import init_train_state
 
     batch = spec.get("batch", FORWARD_BATCH)
@@ -195,9 +199,10 @@ def train_step(spec, p: Problem) -> Job:
     optimizer = _optimizer()
     state = init_train_state(p.field, optimizer, key=jax.random.key(SEED), dtype="float32")
     dynamic, static = eqx.partition(state, eqx.is_array)
+    coupling = mf.AuctionOTCoupling if impl == "auction" else mf.SpeciesOTCoupling
     strategies = dict(
         interpolant=mf.GeodesicInterpolant(p.torus),
-        coupling=mf.SpeciesOTCoupling(p.torus),
+        coupling=coupling(p.torus),
         base=p.space,
     )
     species = p.species
@@ -226,10 +231,11 @@ def train_step(spec, p: Problem) -> Job:
 
     # Not wrapped in jax.jit: train_step is two compiled functions with the coupling's host
     # stage (Hungarian assignment) between them, which a trace cannot hold.
+    one = impl in ("library", "auction")
     return Job(
-        fn if impl == "library" else loop,
+        fn if one else loop,
         (dynamic, x1),
-        1 if impl == "library" else LOOP_STEPS,
+        1 if one else LOOP_STEPS,
         "step",
         {"batch": batch},
         summarise=lambda out: {"loss": float(out[1])},

@@ -7,23 +7,22 @@ Run from the project root with the project's Python:
     python benchmarks/run.py --only forward,divergence --json results.json
     python benchmarks/run.py --only scaling       # exact divergence at N = 64, 256, 1024
 
-Paths (`--only`): `forward` (the field on a batch of 256), `train` (one flow-matching step on
-fixed pairs: loss, gradient, Adam), `train_step` (the library's full step, with the OT
+Paths (`--only`): `forward` (the field on a batch of 256), `train` (one flow-matching step
+on fixed pairs: loss, gradient, Adam), `train_step` (the library's full step, with the OT
 coupling and the EMA; library only: one call, and loops of 4 steps as `fit` runs them,
 `sequential` and `pipelined` with the next step's host assignment overlapping the current
-update), `divergence` (velocity + exact divergence at one
-configuration), `sample` (one sample with exact log q, Dopri5 at 1e-5, and its NFE),
-`kernel` (the kernel field: velocity and velocity + closed-form divergence on a batch of 256,
-one sample with exact log q; its rows have no naive reference), `coupling` (the local
-augmented coupling flow: one sample with its log q, one exact joint log q, one sample with a
-cell list; `--systems n1024` for a large box), `mc`
+update, and `auction` with the assignment solved on the device), `divergence` (velocity +
+exact divergence at one configuration), `sample` (one sample with exact log q, Dopri5 at
+1e-5, and its NFE), `kernel` (the kernel field: velocity and velocity + closed-form
+divergence on a batch of 256, one sample with exact log q; its rows have no naive
+reference), `coupling` (the local augmented coupling flow: one sample with its log q, one
+exact joint log q, one sample with a cell list; `--systems n1024` for a large box), `mc`
 (Monte Carlo sweeps, from `benchmarks/bench_mc.py`), `scaling` (not in the default set: the
 exact divergence at large N, for memory), `sample_batch` (not in the default set either:
 samples per second of `mf.sample` as a function of its chunk size, `--sample-chunks`, with
 `--sample-count` samples per call in `--sample-dtype`; `chunk=auto` is the backend's
-default). Sizes: IPL N = 10 and 44 (2 species), ternary KA
-N = 44 (3 species), fields 32 x 3 and 64 x 4; float32 throughout, except the Monte Carlo
-(float64, its production dtype).
+default). Sizes: IPL N = 10 and 44 (2 species), ternary KA N = 44 (3 species), fields 32 x 3
+and 64 x 4; float32 throughout, except the Monte Carlo (float64, its production dtype).
 
 How it measures. Every (case, implementation) runs in its own subprocess, so that memory
 figures are its own and a crash or an out-of-memory of a naive reference stops nothing
@@ -66,7 +65,7 @@ SCALING_SIZES = (64, 256, 1024)
 IMPLS = {
     "forward": ("library", "naive"),
     "train": ("library", "naive"),
-    "train_step": ("library", "sequential", "pipelined"),
+    "train_step": ("library", "sequential", "pipelined", "auction"),
     "divergence": ("library", "naive"),
     "sample": ("library", "naive"),
     "scaling": ("library",),

@@ -40,8 +40,10 @@ from ._coupling import (
     COUPLING_NAMES as COUPLING_NAMES,
     AbstractCoupling as AbstractCoupling,
     AbstractHostCoupling as AbstractHostCoupling,
+    AuctionOTCoupling as AuctionOTCoupling,
     IndependentCoupling as IndependentCoupling,
     SpeciesOTCoupling as SpeciesOTCoupling,
+    auction_assignment as auction_assignment,
     build_coupling as build_coupling,
     transport_cost as transport_cost,
 )

@@ -1,3 +1,4 @@
+from .auction import auction_assignment as auction_assignment
 from .base import (
     AbstractCoupling as AbstractCoupling,
     AbstractHostCoupling as AbstractHostCoupling,
@@ -5,14 +6,19 @@ from .base import (
 )
 from .build import COUPLING_NAMES as COUPLING_NAMES, build_coupling as build_coupling
 from .independent import IndependentCoupling as IndependentCoupling
-from .species_ot import SpeciesOTCoupling as SpeciesOTCoupling
+from .species_ot import (
+    AuctionOTCoupling as AuctionOTCoupling,
+    SpeciesOTCoupling as SpeciesOTCoupling,
+)
 
 __all__ = [
     "COUPLING_NAMES",
     "AbstractCoupling",
     "AbstractHostCoupling",
+    "AuctionOTCoupling",
     "IndependentCoupling",
     "SpeciesOTCoupling",
+    "auction_assignment",
     "build_coupling",
     "transport_cost",
 ]

@@ -13,7 +13,12 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import PRNGKeyArray
 
-from .._coupling import AbstractCoupling, AbstractHostCoupling, SpeciesOTCoupling
+from .._coupling import (
+    AbstractCoupling,
+    AbstractHostCoupling,
+    AuctionOTCoupling,
+    SpeciesOTCoupling,
+)
 from .._interpolant import AbstractInterpolant
 from .._io import Dataset
 from .._manifold import FlatTorus, ParticleSpace
@@ -111,7 +116,7 @@ def _check_inputs(dataset, interpolant, coupling, config) -> None:
     if not isinstance(coupling, AbstractCoupling):
         raise TypeError(f"`coupling` must be an AbstractCoupling; got {coupling!r}.")
     _check_box("interpolant", getattr(interpolant, "manifold", None), dataset.box)
-    if isinstance(coupling, SpeciesOTCoupling):
+    if isinstance(coupling, (SpeciesOTCoupling, AuctionOTCoupling)):
         _check_box("coupling", coupling.manifold, dataset.box)
     if config.dtype == "float64" and not jax.config.jax_enable_x64:
         raise ValueError(
@@ -176,9 +181,10 @@ def _check_resume(saved: dict[str, Any], new: dict[str, Any], run_dir: Path) -> 
 
 
 def _describe_coupling(coupling: AbstractCoupling) -> dict[str, Any]:
-    if isinstance(coupling, SpeciesOTCoupling):
+    if isinstance(coupling, (SpeciesOTCoupling, AuctionOTCoupling)):
+        auction = isinstance(coupling, AuctionOTCoupling)
         return {
-            "name": "species_ot",
+            "name": "species_ot_auction" if auction else "species_ot",
             "metric": type(coupling.manifold).__name__,
             "point_group": coupling.point_group is not None,
         }
