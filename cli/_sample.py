@@ -29,6 +29,7 @@ _FLAGS = {
     "max_steps": "--max-steps",
     "temperature": "--temperature",
     "images": "--images",
+    "aux_draws": "--aux-draws",
     "extxyz": "--extxyz",
     "resume": "--resume",
     "force": "--force",
@@ -136,6 +137,14 @@ def register(app: typer.Typer) -> None:
                 "scaled to N.",
             ),
         ] = None,
+        aux_draws: Annotated[
+            int,
+            typer.Option(
+                "--aux-draws",
+                help="Coupling flows: average K auxiliary draws in each sample's log q (exact "
+                "for every K; K - 1 more inverse passes per sample, no more energies).",
+            ),
+        ] = 1,
         extxyz: Annotated[
             bool, typer.Option("--extxyz/--no-extxyz", help="Also write .extxyz.")
         ] = True,
@@ -185,6 +194,7 @@ def register(app: typer.Typer) -> None:
                     dtype=dtype,
                     temperature=temperature,
                     images=images,
+                    aux_draws=aux_draws,
                     resume=resume,
                     force=force,
                     extxyz=extxyz,

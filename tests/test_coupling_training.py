@@ -331,6 +331,26 @@ def test_mflows_sample_transfers_a_coupling_run_to_a_larger_system(coupling_run,
         assert code != 0 and message in err and len(err.strip().splitlines()) == 1, err
 
 
+def test_mflows_sample_averages_auxiliary_draws(coupling_run, tmp_path):
+    """`--aux-draws 3`: each sample's log q is the mean of 3 auxiliary draws (`MultiAuxFlow`
+    with the sample's key), recorded in the metadata; K < 1 is refused in one line."""
+    from test_flow_mcmc import _cli
+
+    out = tmp_path / "k3.npz"
+    args = ["sample", "--run", coupling_run, "-R", "4", "--out", out, "--precision", "32"]
+    code, _, err = _cli([*args, "--aux-draws", "3", "--no-progress"])
+    assert code == 0, err
+    data = mf.Dataset.load(out)
+    assert data.metadata["aux_draws"] == 3
+    flow = mf.MultiAuxFlow(mf.flow_for_run(mf.load_run(coupling_run), dtype="float32"), 3)
+    species = jnp.asarray(data.species)
+    x, log_q = flow.sample_and_log_prob(jax.random.fold_in(jax.random.key(0), 2), species)
+    np.testing.assert_allclose(data.positions[2], np.asarray(x), atol=1e-5)
+    np.testing.assert_allclose(data.extra["log_q"][2], float(log_q), rtol=1e-5)
+    code, _, err = _cli([*args[:-2], "--out", tmp_path / "bad.npz", "--aux-draws", "0"])
+    assert code != 0 and "--aux-draws" in err and len(err.strip().splitlines()) == 1, err
+
+
 def test_skipped_steps_are_counted_across_a_resume(ipl_data, tmp_path, monkeypatch):
     """Steps with a non-finite loss are skipped and counted; a resumed run continues the count
     of the interrupted one (the final record says 2 whether or not the run was interrupted)."""

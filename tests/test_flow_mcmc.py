@@ -267,6 +267,21 @@ def test_combined_kernel_with_an_augmented_flow_gives_the_exact_averages():
     assert moves.fingerprint()["aux_seed"] == 1
 
 
+def test_combined_kernel_with_several_auxiliary_draws_gives_the_exact_averages():
+    """The same with K = 3 auxiliary draws per configuration (`MultiAuxFlow`): a state's K
+    draws are refreshed together, and the label check permutes each draw with the particles."""
+    flow = mf.MultiAuxFlow(_coupling_flow(1.0), 3)
+    result, moves = run_flow_chains(flow)
+    du, du2 = deviation_in_errors(result)
+    assert abs(du) < 4 and abs(du2) < 4, (du, du2)
+    assert 0.02 < result.acceptance["flow"] < 0.98 and moves.augmented
+    x = np.asarray([[0.3, 0.4], [2.0, 1.1]])
+    assert (
+        mf.check_label_invariance(mf.MultiAuxFlow(_coupling_flow(3.0), 3), x, np.asarray([0, 0]))
+        < 1e-9
+    )
+
+
 def test_augmented_state_evaluations_draw_their_own_auxiliaries():
     """Each evaluation of a chain state's log q~ draws a from its own key (refresh_key): the
     same index gives the same key (a resumed run redraws the same a), other indices and the

@@ -27,6 +27,7 @@ from .augmented import (
     AugmentedCouplingFlow as AugmentedCouplingFlow,
     CellNeighbourList as CellNeighbourList,
     DenseNeighbourList as DenseNeighbourList,
+    MultiAuxFlow as MultiAuxFlow,
     coupling_flow_audit as coupling_flow_audit,
 )
 from .base import AbstractLikelihood as AbstractLikelihood
@@ -67,6 +68,7 @@ __all__ = [
     "FlowStats",
     "GaussianBase",
     "HutchinsonDivergence",
+    "MultiAuxFlow",
     "UniformBase",
     "coupling_flow_audit",
     "default_logq_tolerance",

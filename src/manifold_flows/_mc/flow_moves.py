@@ -190,8 +190,8 @@ def check_label_invariance(
     spec = jnp.asarray(species, jnp.int32)
     if isinstance(likelihood, AbstractAugmentedLikelihood):
         # log q(x, a) is deterministic: permute the auxiliaries with the particles
-        a = np.asarray(likelihood.sample_aux(jax.random.key(0), batch[0], spec))
-        aux = jnp.asarray(np.stack([a, a[order]]), batch.dtype)
+        a = likelihood.sample_aux(jax.random.key(0), batch[0], spec)
+        aux = jnp.stack([a, likelihood.permute_aux(a, order)]).astype(batch.dtype)
         values = np.asarray(_joint_batch(likelihood, batch, aux, spec))
     else:
         values = np.asarray(log_prob_batch(likelihood, batch, spec))

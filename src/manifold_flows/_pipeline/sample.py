@@ -27,6 +27,7 @@ import numpy as np
 from .._arguments import argument
 from .._backend import batching_defaults
 from .._energy import ParticleSystem
+from .._flow.augmented import AbstractAugmentedLikelihood, MultiAuxFlow
 from .._io import (
     Dataset,
     sha256_file,
@@ -120,6 +121,7 @@ def sample_to_file(
     temperature: float | None = None,
     system: ParticleSystem | None = None,
     images: str = "minimum",
+    aux_draws: int = 1,
     resume: bool = False,
     force: bool = False,
     extxyz: bool = True,
@@ -168,6 +170,9 @@ def sample_to_file(
       that size with the trained flow unchanged (size transfer, `transferred_flow`; recorded
       as `size_transfer` in the metadata).
     - `images`: image convention when the system is resolved by name.
+    - `aux_draws`: for an augmented flow (coupling-flow runs), the number K of auxiliary
+      draws averaged in each sample's log q (`MultiAuxFlow`; exact for every K, K - 1 more
+      inverse passes per sample, recorded as `aux_draws`). Default 1.
     - `resume`: continue an unfinished run in `<out>.parts/`.
     - `force`: overwrite an existing `out` and discard unfinished parts.
     - `extxyz`: also write the extended XYZ copy.
@@ -192,6 +197,7 @@ def sample_to_file(
     fails (finished chunks are kept).
     """
     num_samples = _check_int("num_samples", num_samples, 1)
+    aux_draws = _check_int("aux_draws", aux_draws, 1)
     chunk_size, batching = resolve_batching(chunk_size, batching)
     par = SingleDevice() if parallel is None else parallel
     if not isinstance(par, AbstractParallelism):
@@ -245,6 +251,13 @@ def sample_to_file(
     )
     if species.size != len(run.species):
         flow, transfer = transferred_flow(run, flow, box, species)
+    if aux_draws != 1:
+        if not isinstance(flow, AbstractAugmentedLikelihood):
+            raise ValueError(
+                f"{argument('aux_draws')} averages auxiliary draws of an augmented flow (a "
+                f"coupling-flow run); the run in {run.run_dir} has none: leave it at 1."
+            )
+        flow = MultiAuxFlow(flow, aux_draws)
     if temperature is None:
         if run.temperature is None:
             raise ValueError(
@@ -282,6 +295,8 @@ def sample_to_file(
     }
     if transfer is not None:
         settings["num_particles"] = int(species.size)
+    if aux_draws != 1:  # (absent when 1: the records of earlier runs stay resumable)
+        settings["aux_draws"] = aux_draws
     # In a multi-process run, process 0 alone reads and writes files; the others compute their
     # share of every chunk process 0 asks for and return None.
     writer = is_main_process()
@@ -423,6 +438,7 @@ def sample_to_file(
         },
         "density": density,
         "size_transfer": transfer,
+        "aux_draws": aux_draws,
         "base_normalized": bool(density["base_normalized"]),
         "euclidean_flow": is_euclidean(run),
         "num_samples_wrapped": int(np.count_nonzero(cat("wrapped"))),

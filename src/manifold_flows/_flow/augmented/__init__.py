@@ -1,6 +1,7 @@
 from .audit import coupling_flow_audit as coupling_flow_audit
 from .base import AbstractAugmentedLikelihood as AbstractAugmentedLikelihood
 from .flow import AugmentedCouplingFlow as AugmentedCouplingFlow
+from .multi_aux import MultiAuxFlow as MultiAuxFlow
 from .neighbours import (
     AbstractNeighbourList as AbstractNeighbourList,
     CellNeighbourList as CellNeighbourList,
@@ -13,5 +14,6 @@ __all__ = [
     "AugmentedCouplingFlow",
     "CellNeighbourList",
     "DenseNeighbourList",
+    "MultiAuxFlow",
     "coupling_flow_audit",
 ]
