@@ -280,6 +280,106 @@ class _Checkpoints:
         self.last_step = step
 
 
+class _Bookkeeper:
+    """What a training loop does after each step, shared by `fit` and `fit_likelihood`: the
+    metrics record (every `log_every` steps, at epoch ends and at the last step; with the
+    validation of `validate(state)` at epoch ends), the checkpoint (epoch ends and every
+    `checkpoint_every` steps), the progress bar and the callback; and the checkpoint of an
+    interrupted or finished loop.
+
+    It holds the metrics `window` (the steps since the last record): the loop adds each good
+    step to `books.window` in the statement that takes the new state, so that an interrupt
+    never separates the two, and calls `stepped` after every step."""
+
+    def __init__(
+        self,
+        *,
+        config: TrainConfig,
+        schedule,
+        steps_per_epoch: int,
+        total_steps: int,
+        metrics: MetricsLog,
+        checkpoints: "_Checkpoints",
+        bar: Progress,
+        callback: Callable[[dict[str, Any]], None] | None,
+        validate: Callable[[TrainState], dict[str, Any]],
+        last_val,
+        window: MetricsWindow,
+    ):
+        self.config, self.schedule = config, schedule
+        self.steps_per_epoch, self.total_steps = steps_per_epoch, total_steps
+        self.metrics, self.checkpoints, self.bar = metrics, checkpoints, bar
+        self.callback, self.validate, self.last_val = callback, validate, last_val
+        self.window = window
+        self.history: list[dict[str, Any]] = []
+        # steps timed since the last record in this call (the window may hold steps of the
+        # run this one resumes, whose time is not known)
+        self.timed_steps, self.window_start = 0, time.perf_counter()
+
+    def record_due(self, done: int) -> bool:
+        """Whether a metrics record is written after step `done`."""
+        return (
+            done % self.config.log_every == 0
+            or done % self.steps_per_epoch == 0
+            or done == self.total_steps
+        )
+
+    def write(self, record: dict[str, Any]) -> None:
+        self.metrics.write(record)
+        self.history.append(record)
+
+    def stepped(self, state: TrainState, extra: dict[str, Any] | None = None) -> None:
+        """After the step that brought `state` to `state.step`; `extra` goes into its record."""
+        done = int(state.step)
+        self.timed_steps += 1
+        epoch_end = done % self.steps_per_epoch == 0
+        every = self.config.checkpoint_every
+        due = epoch_end or (every and done % every == 0)
+        if not self.record_due(done):
+            if due:
+                self.checkpoints.save(state, self.last_val, self.window)
+            return
+        elapsed = time.perf_counter() - self.window_start
+        mean_loss, mean_gn = self.window.means()
+        record = {
+            "step": done,
+            "epoch": -(-done // self.steps_per_epoch),
+            "loss": mean_loss,
+            "grad_norm": mean_gn,
+            "lr": float(self.schedule(done - 1)),
+            "steps_per_s": self.timed_steps / elapsed if elapsed > 0 else None,
+            **(extra or {}),
+        }
+        if epoch_end:
+            record.update(self.validate(state))
+            self.last_val = record.get("val_loss")
+        # The record goes to the log before the checkpoint of its step: a run killed in
+        # between resumes from the previous checkpoint, drops the records past it and writes
+        # this one again (never lost, never twice).
+        self.write(record)
+        self.window = MetricsWindow()
+        self.timed_steps, self.window_start = 0, time.perf_counter()
+        if due:
+            self.checkpoints.save(state, self.last_val, self.window)
+        self.bar.update(
+            done, loss=record["loss"], val_loss=self.last_val, speed=record["steps_per_s"]
+        )
+        if self.callback is not None:
+            self.callback(record)
+
+    def interrupted(self, state: TrainState, run_dir) -> None:
+        """Checkpoint the state reached, unless its record is due and may be half-written
+        (the window is emptied only after the write): then the previous checkpoint is the
+        place to resume from, and the resumed run writes that record again."""
+        unsure = self.window.num_steps > 0 and self.record_due(int(state.step))
+        if run_dir is not None and int(state.step) != self.checkpoints.last_step and not unsure:
+            self.checkpoints.save(state, self.last_val, self.window)
+
+    def finished(self, state: TrainState, run_dir) -> None:
+        if run_dir is not None and int(state.step) != self.checkpoints.last_step:
+            self.checkpoints.save(state, self.last_val, self.window)
+
+
 class _BatchOrder:
     """The data batches of the steps: the order of an epoch is a function of (key, epoch), so
     a resumed run takes the batches of the uninterrupted one. Keeps the orders of the current
@@ -459,27 +559,29 @@ def fit(
 
     checkpoints = _Checkpoints(run_dir if writes else None, steps_per_epoch, total_steps)
     checkpoints.last_step = last_ckpt_step
-    checkpoint = checkpoints.save
-
-    def record_due(done: int) -> bool:
-        """Whether a metrics record is written after step `done`."""
-        return done % config.log_every == 0 or done % steps_per_epoch == 0 or done == total_steps
-
-    history: list[dict[str, Any]] = []
     start = int(state.step)
     initial_val = None
-    last_val = None
     if start == 0:
         initial_val = validate(state.params)
-        last_val = initial_val
-        record = {"step": 0, "epoch": 0, "val_loss": initial_val, "lr": float(schedule(0))}
-        metrics.write(record)
-        history.append(record)
-
     bar = Progress(total_steps, start, progress)
-    # steps timed since the last record in this call (the window may hold steps of the run
-    # this one resumes, whose time is not known)
-    timed_steps, window_start = 0, time.perf_counter()
+    books = _Bookkeeper(
+        config=config,
+        schedule=schedule,
+        steps_per_epoch=steps_per_epoch,
+        total_steps=total_steps,
+        metrics=metrics,
+        checkpoints=checkpoints,
+        bar=bar,
+        callback=callback,
+        validate=lambda s: {
+            "val_loss": validate(s.ema_params),
+            "val_loss_raw": validate(s.params),
+        },
+        last_val=initial_val if start == 0 else None,
+        window=window,
+    )
+    if start == 0:
+        books.write({"step": 0, "epoch": 0, "val_loss": initial_val, "lr": float(schedule(0))})
     batch_at = _BatchOrder(train_x, order_seed, steps_per_epoch, config.batch_size, par)
 
     # A host coupling (the Hungarian assignment on the CPU) is pipelined: the draws of the
@@ -537,53 +639,15 @@ def fit(
                     checkpoint_step=checkpoints.last_step,
                 )
             # one statement: an interrupt never separates the state from its window
-            state, window = new_state, window.add(loss, grad_norm)
-            done = step + 1
-            timed_steps += 1
-            epoch_end = done % steps_per_epoch == 0
-            due = epoch_end or (config.checkpoint_every and done % config.checkpoint_every == 0)
-            if record_due(done):
-                elapsed = time.perf_counter() - window_start
-                mean_loss, mean_gn = window.means()
-                record = {
-                    "step": done,
-                    "epoch": -(-done // steps_per_epoch),
-                    "loss": mean_loss,
-                    "grad_norm": mean_gn,
-                    "lr": float(schedule(step)),
-                    "steps_per_s": timed_steps / elapsed if elapsed > 0 else None,
-                }
-                if epoch_end:
-                    last_val = validate(state.ema_params)
-                    record["val_loss"] = last_val
-                    record["val_loss_raw"] = validate(state.params)
-                # The record goes to the log before the checkpoint of its step: a run killed
-                # in between resumes from the previous checkpoint, drops the records past it
-                # and writes this one again (never lost, never twice).
-                metrics.write(record)
-                history.append(record)
-                window, timed_steps, window_start = MetricsWindow(), 0, time.perf_counter()
-                if due:
-                    checkpoint(state, last_val, window)
-                bar.update(
-                    done, loss=record["loss"], val_loss=last_val, speed=record["steps_per_s"]
-                )
-                if callback is not None:
-                    callback(record)
-            elif due:
-                checkpoint(state, last_val, window)
+            state, books.window = new_state, books.window.add(loss, grad_norm)
+            books.stepped(state)
     except KeyboardInterrupt:
-        # Checkpoint the state reached, unless its record is due and may be half-written (the
-        # window is emptied only after the write): then the previous checkpoint is the place to
-        # resume from, and the resumed run writes that record again.
-        unsure = window.num_steps > 0 and record_due(int(state.step))
-        if run_dir is not None and int(state.step) != checkpoints.last_step and not unsure:
-            checkpoint(state, last_val, window)
+        books.interrupted(state, run_dir)
         raise
     finally:
         bar.close()
-    if run_dir is not None and int(state.step) != checkpoints.last_step:
-        checkpoint(state, last_val, window)
+    books.finished(state, run_dir)
+    last_val, history = books.last_val, books.history
     if val_pairs is not None and (not history or history[-1].get("val_loss") is None):
         last_val = validate(state.ema_params)
     state = par.to_local(state)

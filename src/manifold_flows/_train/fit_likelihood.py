@@ -2,7 +2,6 @@
 by maximum likelihood on data, by its energy, or by both."""
 
 import math
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from .fit import (
     TrainingDiverged,
     TrainResult,
     _BatchOrder,
+    _Bookkeeper,
     _check_resume,
     _Checkpoints,
     _saved_run_and_key,
@@ -290,21 +290,26 @@ def fit_likelihood(
 
     checkpoints = _Checkpoints(run_dir, steps_per_epoch, total_steps)
     checkpoints.last_step = last_ckpt_step
-
-    def record_due(done: int) -> bool:
-        return done % config.log_every == 0 or done % steps_per_epoch == 0 or done == total_steps
-
-    history: list[dict[str, Any]] = []
     start = int(state.step)
-    initial_val = last_val = None
-    if start == 0:
-        initial = validate(state.params)
-        initial_val = last_val = initial.get("val_loss")
-        record = {"step": 0, "epoch": 0, "lr": float(schedule(0)), **initial}
-        metrics.write(record)
-        history.append(record)
+    initial = validate(state.params) if start == 0 else {}
+    initial_val = initial.get("val_loss")
     bar = Progress(total_steps, start, progress)
-    timed_steps, window_start, skipped_in_row = 0, time.perf_counter(), 0
+    books = _Bookkeeper(
+        config=config,
+        schedule=schedule,
+        steps_per_epoch=steps_per_epoch,
+        total_steps=total_steps,
+        metrics=metrics,
+        checkpoints=checkpoints,
+        bar=bar,
+        callback=callback,
+        validate=lambda s: validate(s.ema_params),
+        last_val=initial_val,
+        window=window,
+    )
+    if start == 0:
+        books.write({"step": 0, "epoch": 0, "lr": float(schedule(0)), **initial})
+    skipped_in_row = 0
     # skipped steps so far: a resumed run continues the count of its last record
     skipped = int(metrics.last_value("skipped", 0) or 0) if start > 0 else 0
     batch_at = _BatchOrder(train_x, order_seed, steps_per_epoch, config.batch_size, SingleDevice())
@@ -348,47 +353,15 @@ def fit_likelihood(
                 state = new_state
             else:
                 skipped_in_row = 0
-                state, window = new_state, window.add(loss, grad_norm)
-            done = step + 1
-            timed_steps += 1
-            epoch_end = done % steps_per_epoch == 0
-            due = epoch_end or (config.checkpoint_every and done % config.checkpoint_every == 0)
-            if record_due(done):
-                elapsed = time.perf_counter() - window_start
-                mean_loss, mean_gn = window.means()
-                record = {
-                    "step": done,
-                    "epoch": -(-done // steps_per_epoch),
-                    "loss": mean_loss,
-                    "grad_norm": mean_gn,
-                    "lr": float(schedule(step)),
-                    "steps_per_s": timed_steps / elapsed if elapsed > 0 else None,
-                    "skipped": skipped,
-                }
-                if epoch_end:
-                    record.update(validate(state.ema_params))
-                    last_val = record.get("val_loss")
-                metrics.write(record)
-                history.append(record)
-                window, timed_steps, window_start = MetricsWindow(), 0, time.perf_counter()
-                if due:
-                    checkpoints.save(state, last_val, window)
-                bar.update(
-                    done, loss=record["loss"], val_loss=last_val, speed=record["steps_per_s"]
-                )
-                if callback is not None:
-                    callback(record)
-            elif due:
-                checkpoints.save(state, last_val, window)
+                state, books.window = new_state, books.window.add(loss, grad_norm)
+            books.stepped(state, {"skipped": skipped})
     except KeyboardInterrupt:
-        unsure = window.num_steps > 0 and record_due(int(state.step))
-        if run_dir is not None and int(state.step) != checkpoints.last_step and not unsure:
-            checkpoints.save(state, last_val, window)
+        books.interrupted(state, run_dir)
         raise
     finally:
         bar.close()
-    if run_dir is not None and int(state.step) != checkpoints.last_step:
-        checkpoints.save(state, last_val, window)
+    books.finished(state, run_dir)
+    last_val, history = books.last_val, books.history
     return TrainResult(
         state=state,
         field=state.ema_params,
