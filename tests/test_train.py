@@ -17,6 +17,7 @@ from manifold_flows._train.checkpoint import load_checkpoint, save_checkpoint
 # the submodules (the package attributes `fit`, ... are the functions)
 fit_module = importlib.import_module("manifold_flows._train.fit")
 checkpoint_module = importlib.import_module("manifold_flows._train.checkpoint")
+loop_module = importlib.import_module("manifold_flows._train.loop")
 
 BOX = 2.0
 N, D = 4, 2
@@ -272,14 +273,14 @@ def window_run(tmp_path_factory):
 
 
 def kill_after_checkpoint(monkeypatch, at_step):
-    real = fit_module.save_train_checkpoint
+    real = loop_module.save_train_checkpoint
 
     def save_then_die(path, state, window):
         real(path, state, window)
         if int(state.step) == at_step:
             raise Killed
 
-    monkeypatch.setattr(fit_module, "save_train_checkpoint", save_then_die)
+    monkeypatch.setattr(loop_module, "save_train_checkpoint", save_then_die)
 
 
 def kill_at_record(monkeypatch, at_step, *, written, signal=Killed):

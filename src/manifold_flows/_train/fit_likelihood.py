@@ -20,14 +20,12 @@ from .config import ModelConfig, TrainConfig
 from .fit import (
     TrainingDiverged,
     TrainResult,
-    _BatchOrder,
-    _Bookkeeper,
     _check_resume,
-    _Checkpoints,
     _saved_run_and_key,
     split_indices,
 )
 from .likelihood import draw_with_energy, likelihood_step, validation_nll
+from .loop import _BatchOrder, _Bookkeeper, _Checkpoints
 from .progress import MetricsLog, MetricsWindow, Progress
 from .run import (
     CHECKPOINT,
