@@ -32,7 +32,33 @@ _FLAGS = {
     "extxyz": "--extxyz",
     "force": "--force",
     "resume": "--resume",
+    "aux_draws": "--aux-draws",
 }
+
+
+def _with_aux_draws(flow, trained, run, aux_draws, proposals, sample_meta):
+    """The flow with K auxiliary draws averaged in log q (`MultiAuxFlow`), K from
+    `--aux-draws` or from the proposal file; chain states must use the K of the proposals."""
+    from manifold_flows import MultiAuxFlow
+    from manifold_flows._pipeline.flow import is_coupling_flow
+
+    drawn = int(sample_meta.get("aux_draws", 1)) if proposals is not None else None
+    if aux_draws is not None and drawn is not None and aux_draws != drawn:
+        raise UserError(
+            f"--aux-draws {aux_draws}, but the proposals in {proposals} were drawn with "
+            f"{drawn}; chain states must be weighted like the proposals: drop --aux-draws."
+        )
+    count = drawn if drawn is not None else (1 if aux_draws is None else aux_draws)
+    if count < 1:
+        raise UserError(f"--aux-draws must be a positive integer; got {count}.")
+    if count == 1:
+        return flow
+    if not is_coupling_flow(trained):
+        raise UserError(
+            f"--aux-draws averages auxiliary draws of a coupling flow; the run in {run} has "
+            "none: drop --aux-draws."
+        )
+    return MultiAuxFlow(flow, count)
 
 
 def _run_dir_of_samples(path: Path) -> tuple[Path, dict]:
@@ -161,6 +187,14 @@ def register(app: typer.Typer) -> None:
         adapt_epochs: Annotated[
             int, typer.Option("--adapt-epochs", help="Fine-tuning epochs per adaptation round.")
         ] = 1,
+        aux_draws: Annotated[
+            int | None,
+            typer.Option(
+                "--aux-draws",
+                help="Coupling flows: average K auxiliary draws in log q (proposals and chain "
+                "states; exact for every K). Default: 1, or what --proposals were drawn with.",
+            ),
+        ] = None,
         seed: Annotated[int, typer.Option("--seed", help="Seed of the chains.")] = 0,
         proposal_seed: Annotated[
             int, typer.Option("--proposal-seed", help="Seed of the drawn proposals.")
@@ -203,7 +237,7 @@ def register(app: typer.Typer) -> None:
         from manifold_flows._pipeline.flow import is_coupling_flow, is_euclidean
         from manifold_flows._pipeline.system import check_system
 
-        solver = {}
+        solver, sample_meta = {}, {}
         if proposals is not None:
             drawn_by, sample_meta = _run_dir_of_samples(proposals)
             solver = sample_meta.get("solver", {})  # log q of chain states: the same solver
@@ -236,6 +270,7 @@ def register(app: typer.Typer) -> None:
                 rtol=solver.get("rtol", 1e-5),
                 atol=solver.get("atol", 1e-5),
             )
+            flow = _with_aux_draws(flow, trained, run, aux_draws, proposals, sample_meta)
             source = None
             if proposals is not None:
                 source = proposals_from_samples(proposals, system=sys_obj, temperature=T)

@@ -267,6 +267,19 @@ def test_mcmc_takes_a_coupling_run(coupling_run, tmp_path):
     code, _, err = _cli(["mcmc", "--run", run, "--out", tmp_path / "b.npz", "--adapt-rounds", "1"])
     assert code != 0 and "coupling flow" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "b.npz").exists()
+    # K auxiliary draws: recorded; proposals from a file keep the K they were drawn with
+    code, _, err = _cli(
+        ["mcmc", "--run", run, "--out", tmp_path / "k.npz", *common, "--aux-draws", "2"]
+    )
+    assert code == 0, err
+    assert mf.Dataset.load(tmp_path / "k.npz").metadata["mc"]["extra_moves"]["aux_draws"] == 2
+    drawn = tmp_path / "drawn.npz"
+    code, _, err = _cli(["sample", "--run", run, "-R", "16", "--out", drawn, "--aux-draws", "2",
+                         "--no-progress"])  # fmt: skip
+    assert code == 0, err
+    code, _, err = _cli(["mcmc", "--proposals", drawn, "--out", tmp_path / "c.npz", *common,
+                         "--aux-draws", "3"])  # fmt: skip
+    assert code != 0 and "drawn with 2" in err and len(err.strip().splitlines()) == 1, err
 
 
 # ---------------------------------------------------------------- size transfer

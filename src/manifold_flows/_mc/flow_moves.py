@@ -473,7 +473,14 @@ class FlowMoves(AbstractExtraMoves):
             "likelihood": type(self.likelihood).__name__,
             "proposals": self.proposals.fingerprint(),
             **({"aux_seed": self.seed} if self.augmented else {}),
+            **self._aux_draws(),
         }
+
+    def _aux_draws(self) -> dict[str, int]:
+        """`{"aux_draws": K}` for a `MultiAuxFlow` (nothing otherwise: earlier records stay
+        as they were)."""
+        num_aux = getattr(self.likelihood, "num_aux", None)
+        return {} if num_aux is None else {"aux_draws": int(num_aux)}
 
     def metadata(self) -> dict[str, Any]:
         per = self.proposals.seconds_per_proposal()
@@ -500,6 +507,7 @@ class FlowMoves(AbstractExtraMoves):
                 if self.augmented
                 else {}
             ),
+            **self._aux_draws(),
             "proposals": self.proposals.describe(),
             "proposals_used": self.cursor,
             "log_q_evaluations": self.evaluations,
