@@ -62,10 +62,10 @@ class AbstractAugmentedLikelihood(AbstractLikelihood):
     ) -> Float[Array, ""]:
         """The normalised log-density `log p_aux(a | x)` of the auxiliary target."""
 
+    @abc.abstractmethod
     def permute_aux(self, a: Shaped[Array, "..."], order: ArrayLike) -> Shaped[Array, "..."]:
         """The auxiliary variables `a` of a configuration whose particles are re-ordered by
         `order` (`x[order]`): the auxiliaries of each particle go with it."""
-        return jax.numpy.asarray(a)[jax.numpy.asarray(order)]
 
     def sample_and_log_prob(
         self, key: PRNGKeyArray, args: PyTree

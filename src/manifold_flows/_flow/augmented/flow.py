@@ -321,6 +321,10 @@ class AugmentedCouplingFlow(AbstractAugmentedLikelihood):
         a, x = jnp.asarray(a), jnp.asarray(x)
         return wrapped_normal_log_prob(a - x, self.aux_scale, self._box(x.dtype), self.num_images)
 
+    def permute_aux(self, a: Float[Array, "n d"], order: ArrayLike) -> Float[Array, "n d"]:
+        # One auxiliary vector per particle: it moves with its particle.
+        return jnp.asarray(a)[jnp.asarray(order)]
+
     def sample_aux(
         self, key: PRNGKeyArray, x: Float[ArrayLike, "n d"], args: PyTree
     ) -> Float[Array, "n d"]:
