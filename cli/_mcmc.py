@@ -176,8 +176,9 @@ def register(app: typer.Typer) -> None:
             int,
             typer.Option(
                 "--adapt-rounds",
-                help="Adaptive burn-in: rounds of chains whose samples fine-tune the flow by "
-                "flow matching before production (0: none). The flow is frozen in production.",
+                help="Adaptive burn-in: rounds of chains whose samples fine-tune the flow "
+                "(flow matching; maximum likelihood for a coupling flow) before production "
+                "(0: none). The flow is frozen in production.",
             ),
         ] = 0,
         adapt_samples: Annotated[
@@ -229,6 +230,7 @@ def register(app: typer.Typer) -> None:
             flow_mcmc_dataset,
             flow_mcmc_summary,
             get_system,
+            likelihood_adapter,
             load_run,
             proposals_from_samples,
             resolve_system,
@@ -278,21 +280,15 @@ def register(app: typer.Typer) -> None:
             if adapt_rounds < 0:
                 raise UserError(f"--adapt-rounds must be >= 0; got {adapt_rounds}.")
             if adapt_rounds > 0:
-                if is_coupling_flow(trained):
-                    raise UserError(
-                        f"the run in {run} is a coupling flow, trained by its likelihood; the "
-                        "adaptive mode refits by flow matching, which only continuous flows "
-                        "take: drop --adapt-rounds, or fine-tune the coupling flow with "
-                        "`mflows train` on the chains' dataset."
-                    )
                 if source is not None:
                     raise UserError(
                         "--adapt-rounds needs proposals from the (changing) flow, not --proposals."
                     )
+                adapter = likelihood_adapter if is_coupling_flow(trained) else flow_matching_adapter
                 burnt = adapt_flow(
                     sys_obj,
                     likelihood=flow,
-                    adapt=flow_matching_adapter(trained, epochs=adapt_epochs),
+                    adapt=adapter(trained, epochs=adapt_epochs),
                     key=seed + 1_000_000,
                     rounds=adapt_rounds,
                     burn_in={
@@ -340,6 +336,7 @@ def register(app: typer.Typer) -> None:
                 "rounds": adapt_rounds,
                 "samples_per_chain": adapt_samples,
                 "epochs": adapt_epochs,
+                "objective": "ml" if is_coupling_flow(trained) else "flow matching",
                 "flow_acceptance_by_round": list(burnt.flow_acceptance),
                 "note": "the flow was fine-tuned on burn-in samples only, then frozen",
             }

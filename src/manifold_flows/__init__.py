@@ -212,6 +212,7 @@ from ._mc import (
     flow_step as flow_step,
     generate_dataset as generate_dataset,
     integrated_autocorrelation_time as integrated_autocorrelation_time,
+    likelihood_adapter as likelihood_adapter,
     mc_step as mc_step,
     mean_with_error as mean_with_error,
     proposals_from_samples as proposals_from_samples,

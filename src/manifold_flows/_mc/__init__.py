@@ -9,6 +9,7 @@ from .adaptive import (
     adapt_flow as adapt_flow,
     adaptive_flow_mcmc as adaptive_flow_mcmc,
     flow_matching_adapter as flow_matching_adapter,
+    likelihood_adapter as likelihood_adapter,
 )
 from .advance import (
     AdvanceOutput as AdvanceOutput,
@@ -122,6 +123,7 @@ __all__ = [
     "flow_step",
     "generate_dataset",
     "integrated_autocorrelation_time",
+    "likelihood_adapter",
     "mc_step",
     "mean_with_error",
     "proposals_from_samples",

@@ -185,6 +185,22 @@ def _last_states(result: MCResult) -> dict[str, Any]:
     }
 
 
+def _fine_tune_settings(run: Any, samples: Dataset, round_: int, **changes: Any):
+    """The chains' samples on the run's own box (a run may record it rounded, e.g. 4.472136
+    for sqrt(20)) and the run's `TrainConfig` for a short fine-tune of round `round_` on them:
+    a batch no larger than half the samples, and a seed of its own per round."""
+    box = np.asarray(run.torus.lengths, dtype=np.float64)
+    if np.allclose(samples.box, box, rtol=1e-6, atol=0):
+        samples = samples.replace(box=box)
+    batch = max(1, min(run.config.batch_size, len(samples) // 2))
+    if changes.get("lr") is None:
+        changes["lr"] = run.config.lr
+    config = dataclasses.replace(
+        run.config, batch_size=batch, seed=run.config.seed + 1 + round_, **changes
+    )
+    return samples, config
+
+
 def flow_matching_adapter(
     run: Any, *, epochs: int = 1, ema_decay: float = 0.9, lr: float | None = None
 ) -> Callable[[AbstractLikelihood, Dataset, int], AbstractLikelihood]:
@@ -206,20 +222,9 @@ def flow_matching_adapter(
         info.get("name", "species_ot"), run.torus, point_group=bool(info.get("point_group"))
     )
 
-    box = np.asarray(run.torus.lengths, dtype=np.float64)
-
     def adapt(model: AbstractLikelihood, samples: Dataset, round_: int) -> AbstractLikelihood:
-        if np.allclose(samples.box, box, rtol=1e-6, atol=0):
-            # the run may record its box rounded (e.g. 4.472136 for sqrt(20)): use its own
-            samples = samples.replace(box=box)
-        batch = max(1, min(run.config.batch_size, len(samples) // 2))
-        config = dataclasses.replace(
-            run.config,
-            epochs=epochs,
-            batch_size=batch,
-            ema_decay=ema_decay,
-            lr=run.config.lr if lr is None else lr,
-            seed=run.config.seed + 1 + round_,
+        samples, config = _fine_tune_settings(
+            run, samples, round_, epochs=epochs, ema_decay=ema_decay, lr=lr
         )
         trained = fit(
             model.field,
@@ -230,5 +235,32 @@ def flow_matching_adapter(
             progress=False,
         )
         return eqx.tree_at(lambda flow: flow.field, model, trained.field)
+
+    return adapt
+
+
+def likelihood_adapter(
+    run: Any, *, epochs: int = 1, ema_decay: float = 0.9, lr: float | None = None
+) -> Callable[[AbstractLikelihood, Dataset, int], AbstractLikelihood]:
+    """An `adapt` for `adaptive_flow_mcmc` / `adapt_flow` that fine-tunes a flow with a
+    one-pass likelihood (the augmented coupling flow of `run`, a `TrainedRun`) by maximum
+    likelihood on the chains' samples (`fit_likelihood`, objective `"ml"` whatever the run was
+    trained with: the chains' states are Boltzmann samples, the data the scheme learns from),
+    for `epochs` epochs with the run's other training settings.
+
+    The model becomes the fine-tuned EMA flow (`ema_decay`, low by default so that a few steps
+    move it). A `MultiAuxFlow` is fine-tuned through the flow it wraps and keeps its number of
+    auxiliary draws. `lr` defaults to the run's.
+    """
+    from .._flow.augmented import MultiAuxFlow
+    from .._train import fit_likelihood
+
+    def adapt(model: AbstractLikelihood, samples: Dataset, round_: int) -> AbstractLikelihood:
+        if isinstance(model, MultiAuxFlow):
+            return MultiAuxFlow(adapt(model.flow, samples, round_), model.num_aux)
+        samples, config = _fine_tune_settings(
+            run, samples, round_, epochs=epochs, ema_decay=ema_decay, lr=lr, objective="ml"
+        )
+        return fit_likelihood(model, samples, config=config, progress=False).field
 
     return adapt
