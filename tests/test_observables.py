@@ -176,6 +176,25 @@ def test_reweighted_specific_heat_recovers_target_variance():
     assert abs(s.raw - s_q**2 / (n * temperature**2)) < 4 * s.raw_err
 
 
+def test_reweighted_specific_heat_ignores_weightless_overlaps():
+    """A poor flow's samples: a bulk near the target plus overlapping particles (U ~ 1e20) whose
+    weight exp(-U/T) is exactly 0. The reweighted c_v is that of the bulk alone; moments taken
+    about the raw mean (~1e17 here) cancel catastrophically and gave ~1e21."""
+    rng = np.random.default_rng(3)
+    n, temperature = 10, 0.1
+    bulk = rng.normal(3.4, 0.3, 4000)
+    energy = np.concatenate([bulk, 10.0 ** rng.uniform(15, 21, 400)])
+    log_w = -energy / temperature  # the bulk's weights: exactly Boltzmann over uniform q
+    s = mf.specific_heat(energy, n, temperature, log_w, num_bootstrap=200)
+    w = np.exp(log_w[:4000] - log_w[:4000].max())
+    w /= w.sum()
+    mean = np.sum(w * bulk)
+    direct = np.sum(w * (bulk - mean) ** 2) / (n * temperature**2)
+    assert s.reweighted == pytest.approx(direct, rel=1e-9)
+    assert s.reweighted_err < 0.5 * direct
+    assert s.raw == pytest.approx(np.var(energy) / (n * temperature**2), rel=1e-6)
+
+
 def scipy_norm_logpdf(x: np.ndarray, s: float) -> np.ndarray:
     return -0.5 * (x / s) ** 2 - math.log(math.sqrt(2 * math.pi) * s)
 
