@@ -117,8 +117,11 @@ def test_energy_training_reaches_exact_log_z(pair_run):
     rw = _reweighted_log_z(flow, system, 4000)
     assert rw.ess_fraction > 0.2 and rw.khat < 0.7, (rw.ess_fraction, rw.khat)
     assert abs(rw.log_z - exact) < 4 * rw.log_z_err, (rw.log_z, exact, rw.log_z_err)
-    first, last = result.history[0], result.history[-1]
-    assert last["val_loss"] < first["val_loss"] - 0.1
+    # the maximum-likelihood phase fitted the data (the energy term that follows trades some
+    # of that fit for the reverse KL: with either gradient estimator the val NLL rises again)
+    first = result.history[0]
+    ml_end = [h for h in result.history if h["epoch"] == 10 and "val_loss" in h][-1]
+    assert ml_end["val_loss"] < first["val_loss"] - 0.1
 
 
 def _energy_objective(flow, system, num, seed):

@@ -13,6 +13,8 @@ DTYPES: tuple[str, ...] = ("float32", "float64")
 #: Training objectives `TrainConfig.objective` accepts: flow matching trains a vector field;
 #: the others train a flow with a one-pass likelihood (`ModelConfig.flow = "augmented_coupling"`).
 OBJECTIVES: tuple[str, ...] = ("flow_matching", "ml", "energy", "mixed")
+#: Estimators of the energy objective's gradient (`manifold_flows._train.likelihood`).
+ENERGY_GRADIENTS: tuple[str, ...] = ("path", "total")
 #: Flows `ModelConfig.flow` accepts.
 FLOWS: tuple[str, ...] = ("continuous", "augmented_coupling")
 
@@ -80,6 +82,10 @@ class TrainConfig:
     - `energy_start_epoch`: epochs of pure maximum likelihood before the energy term enters
       (`"mixed"` only): a flow far from the data draws overlapping particles whose energies
       would swamp the gradient.
+    - `energy_gradient`: estimator of the energy term's gradient: `"path"` (the default:
+      "sticking the landing", the path derivative through the sample alone; its variance
+      vanishes as the flow approaches the target) or `"total"` (the plain reparameterisation
+      gradient, which adds the zero-mean score term). Both are unbiased.
     - `energy_soft_cap`: total energy above which `U` enters the energy loss as
       `cap + log(1 + U - cap)` (the loss stays finite and its gradient bounded for
       overlapping particles; samples below the cap are unaffected). `None`: the largest
@@ -105,6 +111,7 @@ class TrainConfig:
     objective: str = "flow_matching"
     energy_weight: float = 1.0
     energy_start_epoch: int = 0
+    energy_gradient: str = "path"
     energy_soft_cap: float | None = None
     val_num_samples: int = 1024
 
@@ -125,6 +132,11 @@ class TrainConfig:
             "energy_start_epoch",
             _check_int(o, "energy_start_epoch", self.energy_start_epoch, 0),
         )
+        if self.energy_gradient not in ENERGY_GRADIENTS:
+            raise ValueError(
+                f"TrainConfig.energy_gradient must be one of {', '.join(ENERGY_GRADIENTS)}; "
+                f"got {self.energy_gradient!r}."
+            )
         if self.energy_soft_cap is not None:
             object.__setattr__(
                 self,
@@ -178,6 +190,10 @@ class TrainConfig:
             # as they were before the likelihood objectives existed (and such runs resumable).
             for name in _LIKELIHOOD_TRAIN_FIELDS:
                 del values[name]
+        elif self.objective == "ml":
+            # No energy term: its estimator is meaningless (and runs recorded before the
+            # option existed stay resumable).
+            del values["energy_gradient"]
         return values
 
     @classmethod
@@ -193,6 +209,7 @@ _LIKELIHOOD_TRAIN_FIELDS = (
     "objective",
     "energy_weight",
     "energy_start_epoch",
+    "energy_gradient",
     "energy_soft_cap",
     "val_num_samples",
 )

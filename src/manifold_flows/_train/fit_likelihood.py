@@ -239,6 +239,10 @@ def fit_likelihood(
         temperature,
     )
     if saved_info is not None:
+        saved_train = saved_info["train"]
+        if saved_train.get("objective") in ("energy", "mixed"):
+            # recorded before the estimator was an option: those runs used the total gradient
+            saved_train.setdefault("energy_gradient", "total")
         _check_resume(saved_info, info, run_dir)
     optimizer = make_optimizer(config, total_steps)
     schedule = learning_rate_schedule(config, total_steps)
@@ -316,6 +320,7 @@ def fit_likelihood(
         ema_decay=config.ema_decay,
         energy=energy,
         temperature=temperature or 1.0,
+        energy_gradient=config.energy_gradient,
     )
     try:
         for step in range(start, total_steps):

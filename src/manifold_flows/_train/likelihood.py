@@ -12,6 +12,17 @@ coupling layers). For an augmented flow both losses use the aux-corrected `log q
 - energy: `E_{(x, a) ~ q} [log q(x, a) - log p_aux(a | x) + U(x) / T]`, the reverse KL of
   `q(x, a)` to the augmented target minus `log Z`, with the reparameterised gradient through
   the sample.
+
+The energy gradient comes in two forms with the same expectation (`ENERGY_GRADIENTS`). With
+`(x, a) = f_theta(z)` the total derivative of `log q_theta(f_theta(z))` is a *path* term (through
+the sample) plus the *score* `d/dtheta log q_theta(x, a)` at fixed `(x, a)`, whose expectation
+under `q_theta` is zero (`int d/dtheta q = 0`):
+
+- `"total"`: both terms (the plain reparameterisation gradient);
+- `"path"`: the path term alone ("sticking the landing"): the log-density is evaluated at the
+  sample by the inverse pass with the parameters held fixed. Unbiased as well, and its
+  per-sample gradient vanishes where `q` equals the target, where the score term's does not;
+  so its variance goes to zero as the flow improves instead of staying at the score's.
 """
 
 import equinox as eqx
@@ -20,6 +31,8 @@ import jax.numpy as jnp
 import optax
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
+from .._flow.augmented import AbstractAugmentedLikelihood
+from .config import ENERGY_GRADIENTS
 from .state import TrainState
 from .step import apply_gradients
 
@@ -54,6 +67,19 @@ def guarded_energy(energy, x: Float[Array, "n d"], species: Int[Array, " n"]):
     return value(x)
 
 
+def _path_sample_and_log_prob(flow, key: PRNGKeyArray, species: Int[Array, " n"]):
+    """A sample (differentiable in the parameters through the sample only) and its `log q~`
+    from the inverse pass with the parameters held fixed: the score term is left out."""
+    params, rest = eqx.partition(flow, eqx.is_inexact_array)
+    frozen = eqx.combine(jax.lax.stop_gradient(params), rest)
+    if isinstance(flow, AbstractAugmentedLikelihood):
+        x, a, _ = flow.sample_joint(key, species)
+        log_q = frozen.log_prob_joint(x, a, species) - frozen.aux_log_prob(a, x, species)
+        return x, log_q
+    x, _ = flow.sample_and_log_prob(key, species)
+    return x, frozen.log_prob(x, species)
+
+
 def ml_loss(flow, x: Float[Array, "b n d"], species: Int[Array, " n"], key: PRNGKeyArray):
     """Mean negative log-density `-log q~(x)` of a data batch (one auxiliary draw each)."""
     keys = jax.random.split(key, x.shape[0])
@@ -70,11 +96,20 @@ def energy_loss(
     batch_size: int,
     temperature: float,
     cap: float,
+    gradient: str = "path",
 ):
     """Mean of `log q~(x) + soft_capped(U(x)) / T` over `batch_size` flow samples, and the
-    (uncapped) energies and log-densities of the samples."""
+    (uncapped) energies and log-densities of the samples. `gradient` picks the estimator of
+    its parameter gradient (`"path"` or `"total"`; same value, same expectation)."""
     keys = jax.random.split(key, batch_size)
-    x, log_q = jax.vmap(lambda k: flow.sample_and_log_prob(k, species))(keys)
+    if gradient == "total":
+        x, log_q = jax.vmap(lambda k: flow.sample_and_log_prob(k, species))(keys)
+    elif gradient == "path":
+        x, log_q = jax.vmap(lambda k: _path_sample_and_log_prob(flow, k, species))(keys)
+    else:
+        raise ValueError(
+            f"energy_loss: gradient must be one of {', '.join(ENERGY_GRADIENTS)}; got {gradient!r}."
+        )
     u = jax.vmap(lambda xi: guarded_energy(energy, xi, species))(x)
     loss = jnp.mean(log_q + soft_capped(u, cap) / temperature)
     return loss, (u, log_q)
@@ -93,10 +128,12 @@ def likelihood_step(
     energy=None,
     temperature: float = 1.0,
     cap: float = 0.0,
+    energy_gradient: str = "path",
 ):
     """One Adam step on `ml_weight * ml_loss + energy_weight * energy_loss` (a zero weight
     leaves its term out; the energy batch has the size of the data batch), with the EMA of
-    the weights updated as in `train_step`. A step whose loss or gradient is not finite leaves
+    the weights updated as in `train_step` (`energy_gradient`: the energy term's gradient
+    estimator, `"path"` or `"total"`). A step whose loss or gradient is not finite leaves
     the state unchanged (and is reported by its loss). Returns `(new_state, metrics)` with the
     total `loss`, `grad_norm`, and the two terms `nll`, `energy_loss` (NaN when left out)."""
     key_ml, key_energy = jax.random.split(state.step_key())
@@ -118,6 +155,7 @@ def likelihood_step(
                 batch_size=x.shape[0],
                 temperature=temperature,
                 cap=cap,
+                gradient=energy_gradient,
             )
             total = total + energy_weight * e_loss
         return total, (nll, e_loss)
