@@ -225,8 +225,33 @@ def test_solver_failure_is_a_sampling_error_that_names_the_fix(tmp_path):
     options = {**SAMPLE_OPTIONS, "solver": "dopri5", "num_steps": None, "max_steps": 2}
     with pytest.raises(mf.SamplingError, match=r"max_steps=2 .*raise max_steps") as info:
         mf.sample_to_file(tiny_run_dir(), num_samples=R, out=out, seed=3, **options)
-    assert info.value.chunk == 0 and "resume" in str(info.value)
+    assert info.value.chunk == 0 and "nothing was kept" in str(info.value)
+    assert "resume" not in str(info.value)
     assert not out.exists()  # nothing that looks complete
+    # a fresh run that finished no chunk leaves no parts folder to block the next call
+    assert not (tmp_path / "fail.npz.parts").exists()
+    with pytest.raises(mf.SamplingError, match="nothing was kept"):
+        mf.sample_to_file(tiny_run_dir(), num_samples=R, out=out, seed=3, **options)
+
+
+def test_failure_after_a_finished_chunk_keeps_it_for_resume(tmp_path, monkeypatch):
+    out = tmp_path / "late.npz"
+    parts = tmp_path / "late.npz.parts"
+    real_draw = sample_module._draw
+    calls = []
+
+    def fail_second(*args):
+        calls.append(1)
+        if len(calls) == 2:
+            raise jax.errors.JaxRuntimeError("INTERNAL: planted failure of the second chunk")
+        return real_draw(*args)
+
+    monkeypatch.setattr(sample_module, "_draw", fail_second)
+    with pytest.raises(mf.SamplingError, match="resume") as info:
+        mf.sample_to_file(tiny_run_dir(), num_samples=R, out=out, seed=3, **SAMPLE_OPTIONS)
+    assert info.value.chunk == 1 and "1 finished chunk(s) are kept" in str(info.value)
+    assert sorted(p.name for p in parts.iterdir()) == ["chunk_00000.npz", "state.json"]
+    assert not out.exists()
 
 
 def test_wrapping_of_points_outside_the_box(tmp_path, monkeypatch):

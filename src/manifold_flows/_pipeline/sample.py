@@ -104,6 +104,24 @@ def _check_outputs(paths, *, resume: bool, force: bool, extxyz: bool) -> None:
 
 
 # ---------------------------------------------------------------------------- entry point
+def _failure_message(
+    chunk: int, start: int, stop: int, problem: str, finished: int, parts: Path
+) -> str:
+    """What failed, and the fix: resume when chunks were kept, else rerun with other settings."""
+    if finished:
+        fix = (
+            f"The {finished} finished chunk(s) are kept in {parts}: rerun with "
+            f"{argument('resume', True)} and a larger {argument('max_steps')}, or start over "
+            f"with {argument('force', True)} and looser tolerances or fixed steps."
+        )
+    else:
+        fix = (
+            f"No chunk had finished, so nothing was kept: rerun with a larger "
+            f"{argument('max_steps')}, looser tolerances or fixed steps."
+        )
+    return f"sampling chunk {chunk} (samples {start}..{stop - 1}) failed: {problem} {fix}"
+
+
 def sample_to_file(
     run: TrainedRun | str | os.PathLike,
     *,
@@ -325,65 +343,70 @@ def sample_to_file(
     computed_seconds = 0.0
     timings: list[tuple[float, int]] = []
     shared = par.replicate((flow, root, spec))  # one copy per device, made once
-    with SampleProgress(num_samples, done, progress and writer) as bar:
-        for i, (start, stop) in enumerate(ranges):
-            if i in skip:
-                continue
-            tic = time.perf_counter()
-            indices = np.arange(start, start + chunk_size)  # padded to one shape
-            try:
-                if parallel is None:
-                    drawn = _draw(flow, root, jnp.asarray(indices, dtype=jnp.int32), spec, batching)
-                else:
-                    shard = par.shard_batch(np.asarray(indices, dtype=np.int32))
-                    flow_r, root_r, spec_r = shared
-                    drawn = _draw_on(par, flow_r, root_r, shard, spec_r, batching)
-                x1, log_q, nfe, steps, rejected, status = (par.to_host(a) for a in drawn)
-                x1 = np.asarray(x1, dtype=np.float64)[: stop - start]
-                problem = _solve_problem(status[: stop - start], max_steps)
-            except (eqx.EquinoxRuntimeError, jax.errors.JaxRuntimeError) as exc:
-                problem = _error_summary(exc)
-            if problem is not None:
-                raise SamplingError(
-                    f"sampling chunk {i} (samples {start}..{stop - 1}) failed: {problem} The "
-                    f"{len(chunks)} finished chunk(s) are kept in {parts}: rerun with "
-                    f"{argument('resume', True)} and a larger {argument('max_steps')}, or start "
-                    f"over with {argument('force', True)} and looser tolerances or fixed steps.",
-                    chunk=i,
+    try:
+        with SampleProgress(num_samples, done, progress and writer) as bar:
+            for i, (start, stop) in enumerate(ranges):
+                if i in skip:
+                    continue
+                tic = time.perf_counter()
+                indices = np.arange(start, start + chunk_size)  # padded to one shape
+                try:
+                    if parallel is None:
+                        drawn = _draw(
+                            flow, root, jnp.asarray(indices, dtype=jnp.int32), spec, batching
+                        )
+                    else:
+                        shard = par.shard_batch(np.asarray(indices, dtype=np.int32))
+                        flow_r, root_r, spec_r = shared
+                        drawn = _draw_on(par, flow_r, root_r, shard, spec_r, batching)
+                    x1, log_q, nfe, steps, rejected, status = (par.to_host(a) for a in drawn)
+                    x1 = np.asarray(x1, dtype=np.float64)[: stop - start]
+                    problem = _solve_problem(status[: stop - start], max_steps)
+                except (eqx.EquinoxRuntimeError, jax.errors.JaxRuntimeError) as exc:
+                    problem = _error_summary(exc)
+                if problem is not None:
+                    raise SamplingError(
+                        _failure_message(i, start, stop, problem, len(chunks), parts), chunk=i
+                    )
+                wrapped = np.mod(x1, box)
+                wrapped = np.where(wrapped >= box, wrapped - box, wrapped)
+                moved = np.any(np.abs(wrapped - x1) > 0, axis=(1, 2))
+                energy = system_energies(system, wrapped, species, block=chunk_size)
+                seconds = time.perf_counter() - tic  # the chunk's time, as it reports and sums it
+                data = {
+                    "start": np.asarray(start),
+                    "stop": np.asarray(stop),
+                    "positions": wrapped,
+                    "log_q": np.asarray(log_q, dtype=np.float64)[: stop - start],
+                    "energy": energy,
+                    "nfe": np.asarray(nfe)[: stop - start].astype(np.int64),
+                    "num_steps": np.asarray(steps)[: stop - start].astype(np.int64),
+                    "num_rejected": np.asarray(rejected)[: stop - start].astype(np.int64),
+                    "wrapped": moved,
+                    # timing travels with the chunk, so a resumed run still reports every call's
+                    "seconds": np.asarray(seconds, dtype=np.float64),
+                    "first_of_call": np.asarray(not timings),
+                }
+                if writer:
+                    _write_chunk(_chunk_path(parts, i), data)
+                chunks[i] = data
+                done += stop - start
+                computed_seconds += seconds
+                timings.append((seconds, stop - start))
+                # The first chunk of a call includes compilation: leave it out once others exist.
+                steady = timings[1:] or timings
+                all_nfe = np.concatenate([c["nfe"] for c in chunks.values()])
+                bar.update(
+                    done,
+                    seconds_per_sample=sum(t for t, _ in steady) / sum(c for _, c in steady),
+                    mean_nfe=float(np.mean(all_nfe)),
                 )
-            wrapped = np.mod(x1, box)
-            wrapped = np.where(wrapped >= box, wrapped - box, wrapped)
-            moved = np.any(np.abs(wrapped - x1) > 0, axis=(1, 2))
-            energy = system_energies(system, wrapped, species, block=chunk_size)
-            seconds = time.perf_counter() - tic  # the chunk's time, as it reports and sums it
-            data = {
-                "start": np.asarray(start),
-                "stop": np.asarray(stop),
-                "positions": wrapped,
-                "log_q": np.asarray(log_q, dtype=np.float64)[: stop - start],
-                "energy": energy,
-                "nfe": np.asarray(nfe)[: stop - start].astype(np.int64),
-                "num_steps": np.asarray(steps)[: stop - start].astype(np.int64),
-                "num_rejected": np.asarray(rejected)[: stop - start].astype(np.int64),
-                "wrapped": moved,
-                # timing travels with the chunk, so a resumed run still reports every call's
-                "seconds": np.asarray(seconds, dtype=np.float64),
-                "first_of_call": np.asarray(not timings),
-            }
-            if writer:
-                _write_chunk(_chunk_path(parts, i), data)
-            chunks[i] = data
-            done += stop - start
-            computed_seconds += seconds
-            timings.append((seconds, stop - start))
-            # The first chunk of a call includes compilation: leave it out once others exist.
-            steady = timings[1:] or timings
-            all_nfe = np.concatenate([c["nfe"] for c in chunks.values()])
-            bar.update(
-                done,
-                seconds_per_sample=sum(t for t, _ in steady) / sum(c for _, c in steady),
-                mean_nfe=float(np.mean(all_nfe)),
-            )
+    except BaseException:
+        # A fresh run that finished no chunk leaves no parts folder behind (it would only
+        # block the next call); finished chunks are kept for --resume.
+        if writer and not resumed and not chunks and parts.is_dir():
+            _remove_parts(parts)
+        raise
 
     if not writer:
         return None
