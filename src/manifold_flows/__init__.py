@@ -170,6 +170,7 @@ from ._mc import (
     AbstractProposals as AbstractProposals,
     AdaptiveResult as AdaptiveResult,
     AdvanceOutput as AdvanceOutput,
+    AnnealedSamples as AnnealedSamples,
     ArrayProposals as ArrayProposals,
     AutocorrelationTime as AutocorrelationTime,
     AutocorrelationWarning as AutocorrelationWarning,
@@ -196,6 +197,8 @@ from ._mc import (
     adapt_flow as adapt_flow,
     adaptive_flow_mcmc as adaptive_flow_mcmc,
     advance as advance,
+    annealed_importance_sample as annealed_importance_sample,
+    annealing_ladder as annealing_ladder,
     canonicalize as canonicalize,
     chain_agreement as chain_agreement,
     chain_sweep as chain_sweep,
@@ -221,6 +224,7 @@ from ._mc import (
     random_configurations as random_configurations,
     run_monte_carlo as run_monte_carlo,
     temperature_schedule as temperature_schedule,
+    tune_step_sizes as tune_step_sizes,
 )
 from ._parallel import (
     BATCH_AXIS as BATCH_AXIS,

@@ -16,6 +16,12 @@ from .advance import (
     KernelSettings as KernelSettings,
     advance as advance,
 )
+from .annealed import (
+    AnnealedSamples as AnnealedSamples,
+    annealed_importance_sample as annealed_importance_sample,
+    annealing_ladder as annealing_ladder,
+    tune_step_sizes as tune_step_sizes,
+)
 from .checkpoint import CheckpointStore as CheckpointStore
 from .cluster import (
     ClusterMCResult as ClusterMCResult,
@@ -81,6 +87,7 @@ __all__ = [
     "AbstractProposals",
     "AdaptiveResult",
     "AdvanceOutput",
+    "AnnealedSamples",
     "ArrayProposals",
     "AutocorrelationTime",
     "AutocorrelationWarning",
@@ -107,6 +114,8 @@ __all__ = [
     "adapt_flow",
     "adaptive_flow_mcmc",
     "advance",
+    "annealed_importance_sample",
+    "annealing_ladder",
     "canonicalize",
     "chain_agreement",
     "chain_sweep",
@@ -132,4 +141,5 @@ __all__ = [
     "random_configurations",
     "run_monte_carlo",
     "temperature_schedule",
+    "tune_step_sizes",
 ]
