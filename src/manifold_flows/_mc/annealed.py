@@ -53,6 +53,7 @@ class AnnealedSamples:
     - `betas`, `step_sizes`: the ladder and the step size of each stage.
     - `temperature`: `T`.
     - `evaluations`: density-and-gradient evaluations per sample (the cost, in flow passes).
+    - `coordinates`: `"latent"` or `"direct"`, where the moves acted.
     """
 
     positions: np.ndarray
@@ -64,6 +65,7 @@ class AnnealedSamples:
     step_sizes: np.ndarray
     temperature: float
     evaluations: int
+    coordinates: str
 
     @property
     def log_q(self) -> np.ndarray:
@@ -113,40 +115,73 @@ def _wrap(value: Array, box: Array) -> Array:
 
 
 class _Densities(eqx.Module):
-    """`log g_0`, `log g_1` and their gradients in `(x, a)` at one state."""
+    """The two ends of the ladder as functions of the chain's coordinates `c = (c_x, c_a)`:
+    the flow's `(x, a)` themselves (`latent=False`), or its base variables `(z_x, z_a)` with
+    `(x, a) = f(z)` (`latent=True`), where both ends are pulled back by the flow:
+    `h_0(z) = log base(z)` and `h_1(z) = log g_1(f(z)) + log |det f'(z)|`. The difference
+    `h_1 - h_0 = log g_1(x, a) - log q(x, a)` is the same in both, so are the weights; the
+    pulled-back ladder starts at the smooth base and is as well conditioned as the flow is good,
+    where `log q(x, a)` of a trained flow has steep directions that force tiny steps."""
 
     flow: AbstractAugmentedLikelihood
     energy: object
     species: Int[Array, " n"]
     temperature: float
+    latent: bool = eqx.field(static=True)
 
-    def terms(self, x: Array, a: Array) -> tuple[Array, Array, Array]:
-        """`(log g_0, log g_1, U)`."""
-        log_q = self.flow.log_prob_joint(x, a, self.species)
+    def start(self, key: PRNGKeyArray) -> tuple[tuple[Array, Array], Array]:
+        """A flow sample's coordinates and its `log g_1 - log q` (from the sampling pass)."""
+        if self.latent:
+            x_key, a_key = jax.random.split(key)
+            z_x = self.flow.space.random_uniform(x_key, dtype=self.flow.dtype)
+            z_a = self.flow.sample_aux(a_key, z_x, self.species)
+            x, a, log_det = self.flow.forward(z_x, z_a, self.species)
+            log_q = self.flow.base_log_prob(z_x, z_a, self.species) - log_det
+            coords = (z_x, z_a)
+        else:
+            x, a, log_q = self.flow.sample_joint(key, self.species)
+            coords = (x, a)
+        return coords, self._target(x, a)[0] - log_q
+
+    def _target(self, x: Array, a: Array) -> tuple[Array, Array]:
         u = self.energy(x, self.species)
-        target = -u / self.temperature + self.flow.aux_log_prob(a, x, self.species)
-        return log_q, target, u
+        return -u / self.temperature + self.flow.aux_log_prob(a, x, self.species), u
 
-    def state(self, x: Array, a: Array) -> "_State":
+    def positions(self, coords: tuple[Array, Array]) -> Array:
+        if self.latent:
+            return self.flow.forward(*coords, self.species)[0]
+        return coords[0]
+
+    def terms(self, coords: tuple[Array, Array]) -> tuple[Array, Array, Array]:
+        """`(h_0, h_1, U)` at `coords`."""
+        if self.latent:
+            z_x, z_a = coords
+            x, a, log_det = self.flow.forward(z_x, z_a, self.species)
+            target, u = self._target(x, a)
+            return self.flow.base_log_prob(z_x, z_a, self.species), target + log_det, u
+        x, a = coords
+        target, u = self._target(x, a)
+        return self.flow.log_prob_joint(x, a, self.species), target, u
+
+    def state(self, coords: tuple[Array, Array]) -> "_State":
         """Both log-densities and their gradients: one forward pass, two backward passes."""
-        (g0, g1, _), pullback = jax.vjp(lambda s: self.terms(*s), (x, a))
-        one, zero = jnp.ones_like(g0), jnp.zeros_like(g0)
+        (h0, h1, _), pullback = jax.vjp(self.terms, coords)
+        one, zero = jnp.ones_like(h0), jnp.zeros_like(h0)
         (d0,) = pullback((one, zero, zero))
         (d1,) = pullback((zero, one, zero))
-        return _State(x, a, g0, g1, d0, d1)
+        return _State(coords, h0, h1, d0, d1)
 
 
 class _State(eqx.Module):
-    x: Array
-    a: Array
-    g0: Array
-    g1: Array
-    d0: tuple[Array, Array]  # gradient of log g_0 in (x, a)
+    coords: tuple[Array, Array]
+    h0: Array
+    h1: Array
+    d0: tuple[Array, Array]  # gradient of h_0 in the coordinates
     d1: tuple[Array, Array]
 
     def value(self, beta: Array) -> Array:
-        # b * g1 with b = 0 must not turn an infinite energy into NaN
-        return (1 - beta) * self.g0 + jnp.where(beta > 0, beta * self.g1, 0)
+        # b * h1 with b = 0 must not turn an infinite energy into NaN
+        return (1 - beta) * self.h0 + jnp.where(beta > 0, beta * self.h1, 0)
 
     def gradient(self, beta: Array) -> tuple[Array, Array]:
         return tuple(
@@ -160,54 +195,71 @@ def _metropolis(key: PRNGKeyArray, log_ratio: Array) -> Array:
     return jnp.log(jax.random.uniform(key, dtype=log_ratio.dtype)) < log_ratio
 
 
-def _mala_step(dens: _Densities, key, state: _State, beta, step, box) -> tuple[_State, Array]:
-    """One MALA step on `(x, a)` for `log g_beta` (proposal `y = s + step grad + sqrt(2 step)
-    xi`, wrapped onto the torus; the proposal density uses the minimum image, exact up to
-    images `L / 2` away, `exp(-L^2 / (16 step))` relative). Non-finite proposals are refused."""
-    kx, ka, ku = jax.random.split(key, 3)
-    x, a = state.x, state.a
-    gx, ga = state.gradient(beta)
-    noise = jnp.sqrt(2 * step)
-    y_x = _wrap(x + step * gx + noise * jax.random.normal(kx, x.shape, x.dtype), box)
-    y_a = _wrap(a + step * ga + noise * jax.random.normal(ka, a.shape, a.dtype), box)
-    new = dens.state(y_x, y_a)
-    hx, ha = new.gradient(beta)
+def _local_step(step: Array, grad: tuple[Array, Array]) -> Array:
+    """The step size at a state: `h / (1 + h |grad|^2 / D)`, `D` the number of coordinates.
+    Where the drift `h grad` would outrun the noise (`|h grad|^2 > 2 h D`: a stiff state, e.g.
+    two particles nearly on top of each other) the step shrinks; at typical states it is `h`.
+    A deterministic function of the state, so the Metropolis test below stays exact."""
+    squared = sum(jnp.sum(g * g) for g in grad)
+    size = sum(g.size for g in grad)
+    return step / (1 + step * squared / size)
 
-    def log_kernel(to_x, to_a, from_x, from_a, grad_x, grad_a):
-        dx = _min_image(to_x - from_x - step * grad_x, box)
-        da = _min_image(to_a - from_a - step * grad_a, box)
-        return -(jnp.sum(dx * dx) + jnp.sum(da * da)) / (4 * step)
+
+def _mala_step(dens: _Densities, key, state: _State, beta, step, box) -> tuple[_State, Array]:
+    """One MALA step on the coordinates for `h_beta` (proposal `y = c + h(c) grad +
+    sqrt(2 h(c)) xi` with the state's own step `h(c)` (`_local_step`), wrapped onto the torus;
+    the proposal density uses the minimum image, exact up to images `L / 2` away,
+    `exp(-L^2 / (16 h))` relative). Non-finite proposals are refused."""
+    keys = jax.random.split(key, 3)
+    coords, grad = state.coords, state.gradient(beta)
+    h = _local_step(step, grad)
+    proposal = tuple(
+        _wrap(c + h * g + jnp.sqrt(2 * h) * jax.random.normal(k, c.shape, c.dtype), box)
+        for c, g, k in zip(coords, grad, keys[:2], strict=True)
+    )
+    new = dens.state(proposal)
+    new_grad = new.gradient(beta)
+    new_h = _local_step(step, new_grad)
+    size = sum(c.size for c in coords)
+
+    def log_kernel(to, start, grad_start, h_start):
+        total = jnp.zeros((), start[0].dtype)
+        for t, s0, g in zip(to, start, grad_start, strict=True):
+            delta = _min_image(t - s0 - h_start * g, box)
+            total = total + jnp.sum(delta * delta)
+        return -total / (4 * h_start) - 0.5 * size * jnp.log(h_start)
 
     value, new_value = state.value(beta), new.value(beta)
     log_ratio = (
-        new_value - value + log_kernel(x, a, y_x, y_a, hx, ha) - log_kernel(y_x, y_a, x, a, gx, ga)
+        new_value
+        - value
+        + log_kernel(coords, proposal, new_grad, new_h)
+        - log_kernel(proposal, coords, grad, h)
     )
-    finite = jnp.isfinite(log_ratio) & jnp.all(jnp.isfinite(hx)) & jnp.all(jnp.isfinite(ha))
+    finite = jnp.isfinite(log_ratio) & jnp.all(
+        jnp.asarray([jnp.all(jnp.isfinite(g)) for g in new_grad])
+    )
     # a current state of density 0 (or a broken one) accepts any finite proposal
     log_ratio = jnp.where(jnp.isfinite(value), log_ratio, jnp.inf)
-    accept = finite & _metropolis(ku, log_ratio)
+    accept = finite & _metropolis(keys[2], log_ratio)
     moved = jax.tree.map(lambda n, o: jnp.where(accept, n, o), new, state)
     return moved, accept
 
 
 @eqx.filter_jit
-def _anneal_chunk(
-    flow, energy, species, keys, betas, step_sizes, temperature: float, steps_per_stage: int
-):
+def _anneal_chunk(dens: _Densities, keys, betas, step_sizes, steps_per_stage: int):
     """AIS for one chunk of keys: `(x, U, log_w, log_w_flow, accepted per stage)`."""
-    dens = _Densities(flow, energy, species, temperature)
 
     def gain(state: _State, beta, next_beta):
-        value = (next_beta - beta) * (state.g1 - state.g0)
+        value = (next_beta - beta) * (state.h1 - state.h0)
         return jnp.where(jnp.isfinite(value), value, -jnp.inf)
 
     def one(key):
         start_key, move_key = jax.random.split(key)
-        x, a, log_q = flow.sample_joint(start_key, species)
-        box = jnp.asarray(flow.space.manifold.lengths, dtype=x.dtype)
-        # log g_0 from the inverse pass (the density the moves use), equal to log_q
-        state = dens.state(x, a)
-        log_w_flow = state.g1 - log_q
+        coords, log_w_flow = dens.start(start_key)
+        box = jnp.asarray(dens.flow.space.manifold.lengths, dtype=coords[0].dtype)
+        # h_0 recomputed by the pass the moves use (equal to the sampling pass's log q)
+        state = dens.state(coords)
 
         def stage(carry, inputs):
             state, log_w = carry
@@ -219,24 +271,39 @@ def _anneal_chunk(
             keys = jax.random.split(stage_key, steps_per_stage)
             state, accepted = jax.lax.scan(move, state, keys)
             log_w = log_w + gain(state, beta, next_beta)
-            return (state, log_w), jnp.mean(accepted.astype(x.dtype))
+            return (state, log_w), jnp.mean(accepted.astype(log_w.dtype))
 
         num_moving = betas.shape[0] - 2
         inputs = (betas[1:-1], betas[2:], step_sizes, jax.random.split(move_key, num_moving))
         log_w = gain(state, betas[0], betas[1])
         (state, log_w), accepted = jax.lax.scan(stage, (state, log_w), inputs)
-        u = energy(state.x, species)
-        return _wrap(state.x, box), u, log_w, log_w_flow, accepted
+        x = dens.positions(state.coords)
+        u = dens.energy(x, dens.species)
+        return _wrap(x, box), u, log_w, log_w_flow, accepted
 
     return jax.vmap(one)(keys)
 
 
-def _check_inputs(flow, betas, step_sizes, steps_per_stage, temperature):
+def _has_latent(flow) -> bool:
+    return callable(getattr(flow, "forward", None)) and callable(
+        getattr(flow, "base_log_prob", None)
+    )
+
+
+def _check_inputs(flow, betas, step_sizes, steps_per_stage, temperature, coordinates):
     if not isinstance(flow, AbstractAugmentedLikelihood):
         raise TypeError(
             "annealed importance sampling needs an augmented flow with a one-pass joint "
             "density (AugmentedCouplingFlow or MultiAuxFlow); got "
             f"{type(flow).__name__}."
+        )
+    if coordinates not in ("auto", "latent", "direct"):
+        raise ValueError(f"coordinates must be 'auto', 'latent' or 'direct'; got {coordinates!r}.")
+    latent = _has_latent(flow) if coordinates == "auto" else coordinates == "latent"
+    if latent and not _has_latent(flow):
+        raise ValueError(
+            f"coordinates='latent' needs a flow with a base map (forward and base_log_prob, "
+            f"e.g. AugmentedCouplingFlow); {type(flow).__name__} has none: use 'direct'."
         )
     betas = _check_ladder(betas)
     if (
@@ -254,7 +321,7 @@ def _check_inputs(flow, betas, step_sizes, steps_per_stage, temperature):
             "step_sizes must be positive (one number, or one per intermediate stage: "
             f"{num_moving}); use tune_step_sizes to choose them."
         )
-    return betas, steps
+    return betas, steps, latent
 
 
 def annealed_importance_sample(
@@ -268,6 +335,7 @@ def annealed_importance_sample(
     betas: Sequence[float] | Float[ArrayLike, " rungs"],
     step_sizes: float | Sequence[float] | Float[ArrayLike, " moves"],
     steps_per_stage: int = 1,
+    coordinates: str = "auto",
     chunk_size: int = 256,
 ) -> AnnealedSamples:
     """Draw `num_samples` flow samples and anneal each to the Boltzmann distribution at
@@ -286,31 +354,31 @@ def annealed_importance_sample(
     - `step_sizes`: MALA step size, one number or one per intermediate stage (`S - 1`),
       fixed in advance (`tune_step_sizes`).
     - `steps_per_stage`: MALA steps at each intermediate stage.
+    - `coordinates`: where the moves act: `"latent"` on the flow's base variables (the ladder
+      pulled back by the flow: well conditioned when the flow is good; needs `forward` and
+      `base_log_prob`, as `AugmentedCouplingFlow` has), `"direct"` on `(x, a)`, or `"auto"`
+      (latent where the flow allows). The weights are exact either way.
     - `chunk_size`: samples annealed at once (memory).
 
     **Returns:**
 
     `AnnealedSamples`.
     """
-    betas, steps = _check_inputs(flow, betas, step_sizes, steps_per_stage, temperature)
+    betas, steps, latent = _check_inputs(
+        flow, betas, step_sizes, steps_per_stage, temperature, coordinates
+    )
     if isinstance(num_samples, bool) or int(num_samples) != num_samples or num_samples < 1:
         raise ValueError(f"num_samples must be a positive integer; got {num_samples!r}.")
     species = jnp.asarray(species, dtype=jnp.int32)
     dtype = jax.tree.leaves(eqx.filter(flow, eqx.is_inexact_array))[0].dtype
+    dens = _Densities(flow, energy, species, float(temperature), latent)
     chunk_size = max(1, min(int(chunk_size), int(num_samples)))
     xs, us, log_ws, flows, accepted = [], [], [], [], []
     for start in range(0, num_samples, chunk_size):
         index = np.arange(start, start + chunk_size)
         keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(jnp.asarray(index, jnp.uint32))
         x, u, log_w, log_w_flow, acc = _anneal_chunk(
-            flow,
-            energy,
-            species,
-            keys,
-            jnp.asarray(betas, dtype),
-            jnp.asarray(steps, dtype),
-            float(temperature),
-            int(steps_per_stage),
+            dens, keys, jnp.asarray(betas, dtype), jnp.asarray(steps, dtype), int(steps_per_stage)
         )
         count = min(chunk_size, num_samples - start)
         xs.append(np.asarray(x, np.float64)[:count])
@@ -329,6 +397,7 @@ def annealed_importance_sample(
         step_sizes=steps,
         temperature=float(temperature),
         evaluations=2 + num_moving * int(steps_per_stage),
+        coordinates="latent" if latent else "direct",
     )
 
 
@@ -345,6 +414,7 @@ def tune_step_sizes(
     target_acceptance: float = 0.6,
     initial: float = 1e-3,
     rounds: int = 4,
+    coordinates: str = "auto",
 ) -> np.ndarray:
     """MALA step sizes, one per intermediate stage, that give about `target_acceptance`, from
     pilot AIS runs of `num_chains` samples (use a key the production run does not use: the
@@ -354,7 +424,7 @@ def tune_step_sizes(
     `exp(2 (acceptance_s - target))` clipped to [1/4, 4]; after `rounds` rounds the sizes are
     returned (not a guarantee of the acceptance: the result reports it).
     """
-    betas, steps = _check_inputs(flow, betas, initial, steps_per_stage, temperature)
+    betas, steps, _ = _check_inputs(flow, betas, initial, steps_per_stage, temperature, coordinates)
     if not 0 < target_acceptance < 1:
         raise ValueError(f"target_acceptance must lie in (0, 1); got {target_acceptance!r}.")
     for round_ in range(int(rounds)):
@@ -368,6 +438,7 @@ def tune_step_sizes(
             betas=betas,
             step_sizes=steps,
             steps_per_stage=steps_per_stage,
+            coordinates=coordinates,
             chunk_size=num_chains,
         )
         factor = np.clip(np.exp(2 * (pilot.acceptance - target_acceptance)), 0.25, 4.0)

@@ -332,7 +332,12 @@ class AugmentedCouplingFlow(AbstractAugmentedLikelihood):
         noise = jax.random.normal(key, x.shape, dtype=x.dtype)
         return wrap(x + self.aux_scale * noise, self._box(x.dtype))
 
-    def _base_log_prob(self, z_x: Array, z_a: Array, args: PyTree) -> Float[Array, ""]:
+    def base_log_prob(
+        self, z_x: Float[ArrayLike, "n d"], z_a: Float[ArrayLike, "n d"], args: PyTree
+    ) -> Float[Array, ""]:
+        """The base log-density of `(z_x, z_a)`: uniform `z_x` on the torus, `z_a | z_x` the
+        wrapped normal of `p_aux` (`forward` maps it to the flow's joint density)."""
+        z_x = jnp.asarray(z_x)
         uniform = -jnp.asarray(self.space.log_volume(), dtype=z_x.dtype)
         return uniform + self.aux_log_prob(z_a, z_x, args)
 
@@ -343,10 +348,10 @@ class AugmentedCouplingFlow(AbstractAugmentedLikelihood):
         z_x = self.space.random_uniform(position_key, dtype=self.dtype)
         z_a = self.sample_aux(aux_key, z_x, args)
         x, a, log_det = self.forward(z_x, z_a, args)
-        return x, a, self._base_log_prob(z_x, z_a, args) - log_det
+        return x, a, self.base_log_prob(z_x, z_a, args) - log_det
 
     def log_prob_joint(
         self, x: Float[ArrayLike, "n d"], a: Float[ArrayLike, "n d"], args: PyTree
     ) -> Float[Array, ""]:
         z_x, z_a, log_det = self.inverse(x, a, args)
-        return self._base_log_prob(z_x, z_a, args) + log_det
+        return self.base_log_prob(z_x, z_a, args) + log_det
