@@ -195,6 +195,22 @@ def _metropolis(key: PRNGKeyArray, log_ratio: Array) -> Array:
     return jnp.log(jax.random.uniform(key, dtype=log_ratio.dtype)) < log_ratio
 
 
+# Images -2..2 of the wrapped normal: the first one left out is at least 2.5 L away where the
+# nearest is at most L / 2, so it is smaller by exp(-1.5 L^2 / h) < 1e-17 for h <= L^2 / 26.
+_IMAGES = 2
+_MAX_STEP_PER_L2 = 1 / 26
+
+
+def _wrapped_log_kernel(delta: Array, h: Array, box: Array) -> Array:
+    """`sum log sum_m exp(-(delta + m L)^2 / (4 h))` over the coordinates: the log-density of a
+    normal step of variance `2 h` wrapped onto the torus, up to `-D/2 log(4 pi h)`."""
+    delta = _min_image(delta, box)
+    lengths = _shaped(box, delta)
+    images = jnp.arange(-_IMAGES, _IMAGES + 1, dtype=delta.dtype)
+    shifted = delta[..., None] + images.reshape((1,) * delta.ndim + (-1,)) * lengths[..., None]
+    return jnp.sum(jax.scipy.special.logsumexp(-shifted * shifted / (4 * h), axis=-1))
+
+
 def _local_step(step: Array, grad: tuple[Array, Array]) -> Array:
     """The step size at a state: `h / (1 + h |grad|^2 / D)`, `D` the number of coordinates.
     Where the drift `h grad` would outrun the noise (`|h grad|^2 > 2 h D`: a stiff state, e.g.
@@ -208,8 +224,8 @@ def _local_step(step: Array, grad: tuple[Array, Array]) -> Array:
 def _mala_step(dens: _Densities, key, state: _State, beta, step, box) -> tuple[_State, Array]:
     """One MALA step on the coordinates for `h_beta` (proposal `y = c + h(c) grad +
     sqrt(2 h(c)) xi` with the state's own step `h(c)` (`_local_step`), wrapped onto the torus;
-    the proposal density uses the minimum image, exact up to images `L / 2` away,
-    `exp(-L^2 / (16 h))` relative). Non-finite proposals are refused."""
+    the proposal density is the wrapped normal, `_wrapped_log_kernel`). Non-finite proposals
+    are refused."""
     keys = jax.random.split(key, 3)
     coords, grad = state.coords, state.gradient(beta)
     h = _local_step(step, grad)
@@ -223,11 +239,10 @@ def _mala_step(dens: _Densities, key, state: _State, beta, step, box) -> tuple[_
     size = sum(c.size for c in coords)
 
     def log_kernel(to, start, grad_start, h_start):
-        total = jnp.zeros((), start[0].dtype)
+        total = -0.5 * size * jnp.log(h_start)
         for t, s0, g in zip(to, start, grad_start, strict=True):
-            delta = _min_image(t - s0 - h_start * g, box)
-            total = total + jnp.sum(delta * delta)
-        return -total / (4 * h_start) - 0.5 * size * jnp.log(h_start)
+            total = total + _wrapped_log_kernel(t - s0 - h_start * g, h_start, box)
+        return total
 
     value, new_value = state.value(beta), new.value(beta)
     log_ratio = (
@@ -320,6 +335,12 @@ def _check_inputs(flow, betas, step_sizes, steps_per_stage, temperature, coordin
         raise ValueError(
             "step_sizes must be positive (one number, or one per intermediate stage: "
             f"{num_moving}); use tune_step_sizes to choose them."
+        )
+    largest = _MAX_STEP_PER_L2 * min(flow.space.manifold.lengths) ** 2
+    if np.any(steps > largest):
+        raise ValueError(
+            f"step_sizes must be at most L^2 / 26 = {largest:.4g} (the wrapped proposal keeps "
+            f"five images); got {steps.max():.4g}: use smaller steps or tune_step_sizes."
         )
     return betas, steps, latent
 
@@ -421,8 +442,9 @@ def tune_step_sizes(
     sizes must not depend on the samples they weigh).
 
     Each round runs the ladder with the current sizes and scales stage `s`'s size by
-    `exp(2 (acceptance_s - target))` clipped to [1/4, 4]; after `rounds` rounds the sizes are
-    returned (not a guarantee of the acceptance: the result reports it).
+    `exp(2 (acceptance_s - target))` clipped to [1/4, 4] (and the size to at most `L^2 / 26`);
+    after `rounds` rounds the sizes are returned (not a guarantee of the acceptance: the
+    result reports it).
     """
     betas, steps, _ = _check_inputs(flow, betas, initial, steps_per_stage, temperature, coordinates)
     if not 0 < target_acceptance < 1:
@@ -442,5 +464,6 @@ def tune_step_sizes(
             chunk_size=num_chains,
         )
         factor = np.clip(np.exp(2 * (pilot.acceptance - target_acceptance)), 0.25, 4.0)
-        steps = steps * factor
+        largest = _MAX_STEP_PER_L2 * min(flow.space.manifold.lengths) ** 2
+        steps = np.minimum(steps * factor, largest)
     return steps
