@@ -7,8 +7,8 @@ the weight stage by stage; the weights stay exact (`E[w] = Z`) for any flow, any
 step sizes that do not depend on the run itself, and their spread shrinks as the ladder gets
 finer.
 
-The chain state is the flow's joint variable `(x, a)` (positions and auxiliaries), and the
-ladder runs between the flow's normalised joint density and the augmented target,
+The ladder runs, in the flow's joint variable `(x, a)` (positions and auxiliaries), between
+the flow's normalised joint density and the augmented target,
 
     log g_0(x, a) = log q(x, a),
     log g_1(x, a) = -U(x) / T + log p_aux(a | x)            (normaliser Z, the x-marginal's),
@@ -20,6 +20,11 @@ Metropolis-adjusted Langevin (MALA) steps that leave `g_{b_s}` invariant (the la
 are skipped: they would not change the weight). Then `E[exp(log w)] = Z` and the final `x`
 weighted by `w` gives Boltzmann averages, as a flow sample's weight does: pass
 `AnnealedSamples.log_q` (`-U/T - log w`) to `reweight` wherever a flow's `log q~` goes.
+
+The moves act on `(x, a)` or, for a flow with a base map, on its base variables (the same
+ladder pulled back through the flow: `_Densities`); the weights are the same either way. A
+state's step is the stage's step shrunk by the state's gradient (`_local_step`), and the
+proposal density is the normal step wrapped onto the torus (`_wrapped_log_kernel`).
 
 Exactness needs the step sizes fixed before the run: `tune_step_sizes` picks them per stage
 from a separate pilot run (its own key), after which they are frozen.
