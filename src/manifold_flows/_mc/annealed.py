@@ -41,6 +41,8 @@ import numpy as np
 from jaxtyping import Array, ArrayLike, Float, Int, PRNGKeyArray
 
 from .._flow.augmented import AbstractAugmentedLikelihood
+from .._flow.augmented.flow import wrapped_normal_exponents
+from .._flow.augmented.spline import wrap
 from .._flow.base import AbstractLikelihood
 
 
@@ -110,13 +112,8 @@ def _shaped(box: Array, value: Array) -> Array:
     return box.reshape((1,) * (value.ndim - 1) + box.shape)
 
 
-def _min_image(delta: Array, box: Array) -> Array:
-    box = _shaped(box, delta)
-    return delta - box * jnp.round(delta / box)
-
-
 def _wrap(value: Array, box: Array) -> Array:
-    return jnp.mod(value, _shaped(box, value))
+    return wrap(value, _shaped(box, value))
 
 
 class _Densities(eqx.Module):
@@ -203,17 +200,17 @@ def _metropolis(key: PRNGKeyArray, log_ratio: Array) -> Array:
 # Images -2..2 of the wrapped normal: the first one left out is at least 2.5 L away where the
 # nearest is at most L / 2, so it is smaller by exp(-1.5 L^2 / h) < 1e-17 for h <= L^2 / 26.
 _IMAGES = 2
-_MAX_STEP_PER_L2 = 1 / 26
+
+
+def _largest_step(flow) -> float:
+    """`L^2 / 26`, `L` the shortest box side: the largest step `_IMAGES` images keep exact."""
+    return min(flow.space.manifold.lengths) ** 2 / 26
 
 
 def _wrapped_log_kernel(delta: Array, h: Array, box: Array) -> Array:
     """`sum log sum_m exp(-(delta + m L)^2 / (4 h))` over the coordinates: the log-density of a
     normal step of variance `2 h` wrapped onto the torus, up to `-D/2 log(4 pi h)`."""
-    delta = _min_image(delta, box)
-    lengths = _shaped(box, delta)
-    images = jnp.arange(-_IMAGES, _IMAGES + 1, dtype=delta.dtype)
-    shifted = delta[..., None] + images.reshape((1,) * delta.ndim + (-1,)) * lengths[..., None]
-    return jnp.sum(jax.scipy.special.logsumexp(-shifted * shifted / (4 * h), axis=-1))
+    return wrapped_normal_exponents(delta, 2 * h, _shaped(box, delta), _IMAGES)
 
 
 def _local_step(step: Array, grad: tuple[Array, Array]) -> Array:
@@ -341,7 +338,7 @@ def _check_inputs(flow, betas, step_sizes, steps_per_stage, temperature, coordin
             "step_sizes must be positive (one number, or one per intermediate stage: "
             f"{num_moving}); use tune_step_sizes to choose them."
         )
-    largest = _MAX_STEP_PER_L2 * min(flow.space.manifold.lengths) ** 2
+    largest = _largest_step(flow)
     if np.any(steps > largest):
         raise ValueError(
             f"step_sizes must be at most L^2 / 26 = {largest:.4g} (the wrapped proposal keeps "
@@ -469,6 +466,5 @@ def tune_step_sizes(
             chunk_size=num_chains,
         )
         factor = np.clip(np.exp(2 * (pilot.acceptance - target_acceptance)), 0.25, 4.0)
-        largest = _MAX_STEP_PER_L2 * min(flow.space.manifold.lengths) ** 2
-        steps = np.minimum(steps * factor, largest)
+        steps = np.minimum(steps * factor, _largest_step(flow))
     return steps

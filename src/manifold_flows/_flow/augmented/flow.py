@@ -48,18 +48,28 @@ def _num_images(scale: float, lengths: tuple[float, ...]) -> int:
     return k
 
 
+def wrapped_normal_exponents(
+    delta: Float[Array, "..."], variance: Float[ArrayLike, ""], box: Float[Array, "..."],
+    num_images: int,
+) -> Float[Array, ""]:  # fmt: skip
+    """`sum log sum_{|m| <= num_images} exp(-(delta + m L)^2 / (2 variance))` over the entries
+    of `delta` (any representatives; `box` of the same rank, broadcasting against it): the
+    wrapped normal log-density without its normaliser `-delta.size / 2 log(2 pi variance)`."""
+    delta = delta - box * jnp.round(delta / box)
+    images = jnp.arange(-num_images, num_images + 1).astype(delta.dtype)
+    shifted = delta[..., None] + images.reshape((1,) * delta.ndim + (-1,)) * box[..., None]
+    log_terms = -0.5 * shifted * shifted / variance
+    return jnp.sum(jax.scipy.special.logsumexp(log_terms, axis=-1))
+
+
 def wrapped_normal_log_prob(
     delta: Float[Array, "n d"], scale: float, box: Float[Array, "1 d"], num_images: int
 ) -> Float[Array, ""]:
     """`sum_{i,k} log sum_{|m| <= num_images} N(delta_ik + m L_k; 0, scale^2)`: the wrapped
     normal log-density of the displacements `delta` (any representatives)."""
-    delta = delta - box * jnp.round(delta / box)
-    images = jnp.arange(-num_images, num_images + 1).astype(delta.dtype)
-    shifted = delta[..., None] + images[None, None, :] * box[..., None]
     variance = scale**2
-    log_terms = -0.5 * shifted * shifted / variance
     const = 0.5 * math.log(2 * math.pi * variance)
-    return jnp.sum(jax.scipy.special.logsumexp(log_terms, axis=-1)) - delta.size * const
+    return wrapped_normal_exponents(delta, variance, box, num_images) - delta.size * const
 
 
 class AugmentedCouplingFlow(AbstractAugmentedLikelihood):
