@@ -138,13 +138,14 @@ def register(app: typer.Typer) -> None:
             ),
         ] = None,
         aux_draws: Annotated[
-            int,
+            int | None,
             typer.Option(
                 "--aux-draws",
                 help="Coupling flows: average K auxiliary draws in each sample's log q (exact "
-                "for every K; K - 1 more inverse passes per sample, no more energies).",
+                "for every K; K - 1 more inverse passes per sample, no more energies). "
+                "Default: the K the run was trained with (train.aux_draws, 1 unless set).",
             ),
-        ] = 1,
+        ] = None,
         extxyz: Annotated[
             bool, typer.Option("--extxyz/--no-extxyz", help="Also write .extxyz.")
         ] = True,

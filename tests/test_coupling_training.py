@@ -540,3 +540,97 @@ def test_audit_catches_a_wrong_log_det(ipl_data, monkeypatch):
     monkeypatch.setattr(flow_module, "_couple", broken)
     report = coupling_flow_audit(flow, jax.random.key(2), species)
     assert "jacobian" in report.failures
+
+
+# ---------------------------------------------------------------- several auxiliary draws
+def test_aux_draws_train_the_k_draw_bound(ipl_data):
+    """`aux_draws = K`: the data term of a step is `-log q~_K` of `MultiAuxFlow(flow, K)` with
+    the step's key, a tighter bound than one draw's (lower on average, for a flow whose
+    `q(a | x)` is not `p_aux`); a step that ignored K would give the one-draw value."""
+    from manifold_flows._train.likelihood import likelihood_step, ml_loss
+    from manifold_flows._train.state import init_train_state, make_optimizer
+
+    _, data = ipl_data
+    species = jnp.asarray(data.species)
+    torus = mf.FlatTorus(tuple(float(v) for v in data.box))
+    flow = AugmentedCouplingFlow(
+        mf.ParticleSpace(torus, 10), 2, num_layers=1, width=8, channels=2, num_rbf=4,
+        num_bins=4, init_scale=0.5, dtype=jnp.float32, key=jax.random.key(0),
+    )  # fmt: skip
+    x = jnp.asarray(data.positions[:64], jnp.float32)
+    config = TrainConfig(objective="ml", aux_draws=8)
+    optimizer = make_optimizer(config, 10)
+    state = init_train_state(flow, optimizer, key=jax.random.key(1), dtype=jnp.float32)
+    key_ml = jax.random.split(state.step_key())[0]
+    nll = {}
+    for k in (1, 8):
+        _, out = likelihood_step(
+            state, x, species, optimizer=optimizer, ema_decay=0.9, ml_weight=1.0,
+            energy_weight=0.0, aux_draws=k,
+        )  # fmt: skip
+        nll[k] = float(out["nll"])
+        expected = ml_loss(mf.MultiAuxFlow(flow, k) if k > 1 else flow, x, species, key_ml)
+        assert nll[k] == pytest.approx(float(expected), rel=1e-5, abs=1e-4)
+    assert nll[8] < nll[1] - 0.5, nll
+
+
+def test_a_run_trained_with_aux_draws_samples_with_them(tmp_path, ipl_file):
+    """The run records `aux_draws` (left out at 1, so older records stay resumable), its
+    validation and sampling use it by default, and a bad K is refused in one line."""
+    with pytest.raises(ValueError, match="aux_draws must be an integer >= 1"):
+        TrainConfig(objective="ml", aux_draws=0)
+    assert "aux_draws" not in TrainConfig(objective="ml").to_dict()
+    config = _config(tmp_path, ipl_file, epochs=1, val_num_samples=16, aux_draws=2)
+    train_from_config(config, progress=False)
+    run = mf.load_run(tmp_path / "run")
+    assert run.config.aux_draws == 2
+    samples = mf.sample_to_file(
+        run, num_samples=4, out=tmp_path / "s.npz", chunk_size=4, progress=False, extxyz=False,
+        dtype="float32",
+    )  # fmt: skip
+    assert samples.metadata["aux_draws"] == 2
+    flow = mf.MultiAuxFlow(mf.flow_for_run(run, dtype="float32"), 2)
+    _, log_q = flow.sample_and_log_prob(jax.random.fold_in(jax.random.key(0), 1), run.species)
+    np.testing.assert_allclose(samples.extra["log_q"][1], float(log_q), rtol=1e-5)
+    once = mf.sample_to_file(
+        run, num_samples=4, out=tmp_path / "one.npz", chunk_size=4, progress=False,
+        extxyz=False, dtype="float32", aux_draws=1,
+    )  # fmt: skip
+    assert "aux_draws" not in once.metadata or once.metadata["aux_draws"] == 1
+    assert not np.allclose(once.extra["log_q"], samples.extra["log_q"])
+
+
+def test_energy_max_force_bounds_hot_samples_only(ipl_data):
+    """`guarded_energy(..., max_force)`: the value is unchanged; a gradient larger than the
+    bound is scaled down to it along the same direction, and a smaller one (an equilibrium
+    configuration) is left alone. Without the bound, the hot sample's gradient exceeds it."""
+    from manifold_flows._train.likelihood import guarded_energy
+
+    system, data = ipl_data
+    species = jnp.asarray(data.species)
+    calm = jnp.asarray(data.positions[0])
+    hot = calm.at[1].set(calm[0] + 0.05)  # two particles almost on top of each other
+    bound = 30.0
+
+    def grad(x, max_force):
+        return jax.value_and_grad(lambda y: guarded_energy(system.energy, y, species, max_force))(x)
+
+    for x in (calm, hot):
+        u_free, g_free = grad(x, None)
+        u, g = grad(x, bound)
+        assert float(u) == float(u_free) == float(system.energy(x, species))
+        norm_free = float(jnp.linalg.norm(g_free))
+        if norm_free <= bound:
+            np.testing.assert_array_equal(g, g_free)
+        else:
+            assert float(jnp.linalg.norm(g)) == pytest.approx(bound, rel=1e-6)
+            np.testing.assert_allclose(g, g_free * bound / norm_free, rtol=1e-6)
+    assert float(jnp.linalg.norm(grad(calm, None)[1])) < bound
+    assert float(jnp.linalg.norm(grad(hot, None)[1])) > 100 * bound
+    with pytest.raises(ValueError, match="energy_max_force must lie in"):
+        TrainConfig(objective="mixed", energy_max_force=0.0)
+    assert "energy_max_force" not in TrainConfig(objective="mixed").to_dict()
+    assert (
+        TrainConfig(objective="mixed", energy_max_force=bound).to_dict()["energy_max_force"]
+        == bound
+    )

@@ -139,7 +139,7 @@ def sample_to_file(
     temperature: float | None = None,
     system: ParticleSystem | None = None,
     images: str = "minimum",
-    aux_draws: int = 1,
+    aux_draws: int | None = None,
     resume: bool = False,
     force: bool = False,
     extxyz: bool = True,
@@ -190,7 +190,8 @@ def sample_to_file(
     - `images`: image convention when the system is resolved by name.
     - `aux_draws`: for an augmented flow (coupling-flow runs), the number K of auxiliary
       draws averaged in each sample's log q (`MultiAuxFlow`; exact for every K, K - 1 more
-      inverse passes per sample, recorded as `aux_draws`). Default 1.
+      inverse passes per sample, recorded as `aux_draws`). Default: the K the run was trained
+      with (`TrainConfig.aux_draws`, 1 unless set).
     - `resume`: continue an unfinished run in `<out>.parts/`.
     - `force`: overwrite an existing `out` and discard unfinished parts.
     - `extxyz`: also write the extended XYZ copy.
@@ -215,7 +216,8 @@ def sample_to_file(
     fails (finished chunks are kept).
     """
     num_samples = _check_int("num_samples", num_samples, 1)
-    aux_draws = _check_int("aux_draws", aux_draws, 1)
+    if aux_draws is not None:
+        aux_draws = _check_int("aux_draws", aux_draws, 1)
     chunk_size, batching = resolve_batching(chunk_size, batching)
     par = SingleDevice() if parallel is None else parallel
     if not isinstance(par, AbstractParallelism):
@@ -236,6 +238,8 @@ def sample_to_file(
     _check_outputs(paths, resume=resume, force=force, extxyz=extxyz)
     if not isinstance(run, TrainedRun):
         run = load_run(run)
+    if aux_draws is None:
+        aux_draws = getattr(run.config, "aux_draws", 1)
     species = np.asarray(run.species)
     box = np.asarray(run.torus.lengths, dtype=np.float64)
     transfer = None

@@ -90,8 +90,20 @@ class TrainConfig:
       `cap + log(1 + U - cap)` (the loss stays finite and its gradient bounded for
       overlapping particles; samples below the cap are unaffected). `None`: the largest
       training-data energy plus `10 N T`.
+    - `energy_max_force`: bound on the norm of each flow sample's energy gradient `|grad U|`
+      (over all particles and axes) in the energy term; a larger one is scaled down to it.
+      `None` (the default): no bound. Hot samples (overlapping particles) have forces many
+      orders above equilibrium ones and swamp the batch's gradient; a bound of a few times
+      the largest `|grad U|` of the training data leaves equilibrium-like samples alone. It
+      biases the gradient of the hot samples only (towards a weaker pull).
     - `val_num_samples`: flow samples drawn (with fixed keys) at every epoch end to report
       the ESS fraction of their importance weights (`val_ess`); `0` turns it off.
+    - `aux_draws`: for an augmented flow, train (and validate) the model with K auxiliary
+      draws per configuration (`MultiAuxFlow(flow, K)`): the data term becomes the
+      importance-weighted bound `-log (1/K) sum_k q(x, a_k) / p_aux(a_k | x)`, which is
+      tighter than one draw's and reaches `-log q(x)` as K grows, and the energy term is the
+      reverse KL of the K-draw model. Sample such a run with `aux_draws = K` (or more). Costs
+      K inverse passes per data point. Default 1 (the flow itself).
     """
 
     lr: float = 1e-3
@@ -113,7 +125,9 @@ class TrainConfig:
     energy_start_epoch: int = 0
     energy_gradient: str = "path"
     energy_soft_cap: float | None = None
+    energy_max_force: float | None = None
     val_num_samples: int = 1024
+    aux_draws: int = 1
 
     def __post_init__(self):
         o = "TrainConfig"
@@ -143,9 +157,18 @@ class TrainConfig:
                 "energy_soft_cap",
                 _check_float(o, "energy_soft_cap", self.energy_soft_cap, -math.inf, math.inf),
             )
+        if self.energy_max_force is not None:
+            object.__setattr__(
+                self,
+                "energy_max_force",
+                _check_float(
+                    o, "energy_max_force", self.energy_max_force, 0.0, math.inf, open_lo=True
+                ),
+            )
         object.__setattr__(
             self, "val_num_samples", _check_int(o, "val_num_samples", self.val_num_samples, 0)
         )
+        object.__setattr__(self, "aux_draws", _check_int(o, "aux_draws", self.aux_draws, 1))
         object.__setattr__(self, "lr", _check_float(o, "lr", self.lr, 0.0, 10.0, open_lo=True))
         object.__setattr__(self, "batch_size", _check_int(o, "batch_size", self.batch_size, 1))
         object.__setattr__(self, "clip", _check_float(o, "clip", self.clip, 0.0, math.inf))
@@ -194,6 +217,11 @@ class TrainConfig:
             # No energy term: its estimator is meaningless (and runs recorded before the
             # option existed stay resumable).
             del values["energy_gradient"]
+        if self.likelihood_objective and self.energy_max_force is None:
+            del values["energy_max_force"]  # (as for aux_draws below)
+        if self.likelihood_objective and self.aux_draws == 1:
+            # the flow itself: left out so that runs recorded before the option stay resumable
+            del values["aux_draws"]
         return values
 
     @classmethod
@@ -211,7 +239,9 @@ _LIKELIHOOD_TRAIN_FIELDS = (
     "energy_start_epoch",
     "energy_gradient",
     "energy_soft_cap",
+    "energy_max_force",
     "val_num_samples",
+    "aux_draws",
 )
 
 

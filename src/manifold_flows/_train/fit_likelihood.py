@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import PRNGKeyArray
 
+from .._flow.augmented import AbstractAugmentedLikelihood
 from .._flow.base import AbstractLikelihood
 from .._io import Dataset
 from .._manifold import FlatTorus, ParticleSpace
@@ -24,7 +25,7 @@ from .fit import (
     _saved_run_and_key,
     split_indices,
 )
-from .likelihood import draw_with_energy, likelihood_step, validation_nll
+from .likelihood import draw_with_energy, likelihood_step, validation_nll, with_aux_draws
 from .loop import _BatchOrder, _Bookkeeper, _Checkpoints
 from .progress import MetricsLog, MetricsWindow, Progress
 from .run import (
@@ -225,6 +226,11 @@ def fit_likelihood(
             f"the flow's space {space!r} is not the dataset's: {n} particles in the box "
             f"{dataset.box.tolist()}."
         )
+    if config.aux_draws > 1 and not isinstance(model, AbstractAugmentedLikelihood):
+        raise ValueError(
+            f"TrainConfig.aux_draws={config.aux_draws} averages auxiliary draws of an augmented "
+            f"flow, and {type(model).__name__} has none: set aux_draws = 1."
+        )
     model = cast_floating(model, dtype)
     cap = _soft_cap(config, dataset, train_idx, system, temperature) if system else 0.0
 
@@ -265,6 +271,7 @@ def fit_likelihood(
     energy = None if system is None else system.energy
 
     def validate(flow) -> dict[str, Any]:
+        flow = with_aux_draws(flow, config.aux_draws)
         out: dict[str, Any] = {}
         if val_x is not None:
             total = 0.0
@@ -321,6 +328,8 @@ def fit_likelihood(
         energy=energy,
         temperature=temperature or 1.0,
         energy_gradient=config.energy_gradient,
+        aux_draws=config.aux_draws,
+        max_force=config.energy_max_force,
     )
     try:
         for step in range(start, total_steps):

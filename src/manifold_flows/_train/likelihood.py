@@ -31,10 +31,16 @@ import jax.numpy as jnp
 import optax
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
-from .._flow.augmented import AbstractAugmentedLikelihood
+from .._flow.augmented import AbstractAugmentedLikelihood, MultiAuxFlow
 from .config import ENERGY_GRADIENTS
 from .state import TrainState
 from .step import apply_gradients
+
+
+def with_aux_draws(flow, aux_draws: int):
+    """`flow` itself for one draw, else `MultiAuxFlow(flow, aux_draws)` (an augmented flow
+    whose `log q~` averages `aux_draws` auxiliary draws)."""
+    return flow if aux_draws == 1 else MultiAuxFlow(flow, aux_draws)
 
 
 def soft_capped(energy: Float[Array, "..."], cap: float) -> Float[Array, "..."]:
@@ -46,11 +52,14 @@ def soft_capped(energy: Float[Array, "..."], cap: float) -> Float[Array, "..."]:
     return jnp.where(energy < cap, energy, cap + jnp.log1p(excess))
 
 
-def guarded_energy(energy, x: Float[Array, "n d"], species: Int[Array, " n"]):
+def guarded_energy(energy, x: Float[Array, "n d"], species: Int[Array, " n"], max_force=None):
     """`energy(x, species)` whose gradient has its non-finite entries set to 0: the force
     between nearly coincident particles overflows (in float32 below about `1e-3 sigma` for a
     `r^-12` potential), and one such sample would make the whole batch's gradient NaN. The
-    value is unchanged (the loss caps it, `soft_capped`)."""
+    value is unchanged (the loss caps it, `soft_capped`). With `max_force`, a gradient whose
+    norm (over all particles and axes) is larger is scaled down to that norm: the energy
+    then pulls a hot sample (overlapping particles) towards lower energy with a bounded
+    strength instead of dominating the batch's gradient."""
 
     @jax.custom_vjp
     def value(x):
@@ -58,7 +67,11 @@ def guarded_energy(energy, x: Float[Array, "n d"], species: Int[Array, " n"]):
 
     def forward(x):
         u, gradient = jax.value_and_grad(lambda y: energy(y, species))(x)
-        return u, jnp.where(jnp.isfinite(gradient), gradient, 0)
+        gradient = jnp.where(jnp.isfinite(gradient), gradient, 0)
+        if max_force is not None:
+            norm = jnp.sqrt(jnp.sum(gradient * gradient))
+            gradient = gradient * jnp.minimum(1.0, max_force / jnp.maximum(norm, 1e-30))
+        return u, gradient
 
     def backward(gradient, cotangent):
         return (cotangent * gradient,)
@@ -97,10 +110,13 @@ def energy_loss(
     temperature: float,
     cap: float,
     gradient: str = "path",
+    max_force: float | None = None,
 ):
     """Mean of `log q~(x) + soft_capped(U(x)) / T` over `batch_size` flow samples, and the
     (uncapped) energies and log-densities of the samples. `gradient` picks the estimator of
-    its parameter gradient (`"path"` or `"total"`; same value, same expectation)."""
+    its parameter gradient (`"path"` or `"total"`; same value, same expectation);
+    `max_force` bounds the norm of each sample's energy gradient (`guarded_energy`), which
+    biases the gradient of hot samples (and only theirs)."""
     keys = jax.random.split(key, batch_size)
     if gradient == "total":
         x, log_q = jax.vmap(lambda k: flow.sample_and_log_prob(k, species))(keys)
@@ -110,7 +126,7 @@ def energy_loss(
         raise ValueError(
             f"energy_loss: gradient must be one of {', '.join(ENERGY_GRADIENTS)}; got {gradient!r}."
         )
-    u = jax.vmap(lambda xi: guarded_energy(energy, xi, species))(x)
+    u = jax.vmap(lambda xi: guarded_energy(energy, xi, species, max_force))(x)
     loss = jnp.mean(log_q + soft_capped(u, cap) / temperature)
     return loss, (u, log_q)
 
@@ -129,19 +145,23 @@ def likelihood_step(
     temperature: float = 1.0,
     cap: float = 0.0,
     energy_gradient: str = "path",
+    aux_draws: int = 1,
+    max_force: float | None = None,
 ):
     """One Adam step on `ml_weight * ml_loss + energy_weight * energy_loss` (a zero weight
     leaves its term out; the energy batch has the size of the data batch), with the EMA of
     the weights updated as in `train_step` (`energy_gradient`: the energy term's gradient
-    estimator, `"path"` or `"total"`). A step whose loss or gradient is not finite leaves
-    the state unchanged (and is reported by its loss). Returns `(new_state, metrics)` with the
-    total `loss`, `grad_norm`, and the two terms `nll`, `energy_loss` (NaN when left out)."""
+    estimator, `"path"` or `"total"`; `aux_draws`: both terms are those of
+    `with_aux_draws(flow, aux_draws)`; `max_force`: see `energy_loss`). A step whose loss or
+    gradient is not finite leaves the state unchanged (and is reported by its loss). Returns
+    `(new_state, metrics)` with the total `loss`, `grad_norm`, and the two terms `nll`,
+    `energy_loss` (NaN when left out)."""
     key_ml, key_energy = jax.random.split(state.step_key())
     params, static = eqx.partition(state.params, eqx.is_inexact_array)
     nan = jnp.asarray(jnp.nan, x.dtype)
 
     def loss_fn(p):
-        flow = eqx.combine(p, static)
+        flow = with_aux_draws(eqx.combine(p, static), aux_draws)
         total, nll, e_loss = jnp.zeros((), x.dtype), nan, nan
         if ml_weight:
             nll = ml_loss(flow, x, species, key_ml)
@@ -156,6 +176,7 @@ def likelihood_step(
                 temperature=temperature,
                 cap=cap,
                 gradient=energy_gradient,
+                max_force=max_force,
             )
             total = total + energy_weight * e_loss
         return total, (nll, e_loss)
