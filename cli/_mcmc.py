@@ -38,7 +38,8 @@ _FLAGS = {
 
 def _with_aux_draws(flow, trained, run, aux_draws, proposals, sample_meta):
     """The flow with K auxiliary draws averaged in log q (`MultiAuxFlow`), K from
-    `--aux-draws` or from the proposal file; chain states must use the K of the proposals."""
+    `--aux-draws`, the proposal file or the run's training (in this order of precedence);
+    chain states must use the K of the proposals."""
     from manifold_flows import MultiAuxFlow
     from manifold_flows._pipeline.flow import is_coupling_flow
 
@@ -48,7 +49,8 @@ def _with_aux_draws(flow, trained, run, aux_draws, proposals, sample_meta):
             f"--aux-draws {aux_draws}, but the proposals in {proposals} were drawn with "
             f"{drawn}; chain states must be weighted like the proposals: drop --aux-draws."
         )
-    count = drawn if drawn is not None else (1 if aux_draws is None else aux_draws)
+    trained_with = int(getattr(trained.config, "aux_draws", 1))  # the run's train.aux_draws
+    count = drawn if drawn is not None else (trained_with if aux_draws is None else aux_draws)
     if count < 1:
         raise UserError(f"--aux-draws must be a positive integer; got {count}.")
     if count == 1:
@@ -193,7 +195,8 @@ def register(app: typer.Typer) -> None:
             typer.Option(
                 "--aux-draws",
                 help="Coupling flows: average K auxiliary draws in log q (proposals and chain "
-                "states; exact for every K). Default: 1, or what --proposals were drawn with.",
+                "states; exact for every K). Default: what --proposals were drawn with, else the "
+                "K the run was trained with (train.aux_draws, 1 unless set).",
             ),
         ] = None,
         seed: Annotated[int, typer.Option("--seed", help="Seed of the chains.")] = 0,

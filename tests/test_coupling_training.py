@@ -569,7 +569,8 @@ def test_aux_draws_train_the_k_draw_bound(ipl_data):
             energy_weight=0.0, aux_draws=k,
         )  # fmt: skip
         nll[k] = float(out["nll"])
-        expected = ml_loss(mf.MultiAuxFlow(flow, k) if k > 1 else flow, x, species, key_ml)
+        model = mf.MultiAuxFlow(flow, k) if k > 1 else flow
+        expected = eqx.filter_jit(ml_loss)(model, x, species, key_ml)
         assert nll[k] == pytest.approx(float(expected), rel=1e-5, abs=1e-4)
     assert nll[8] < nll[1] - 0.5, nll
 
@@ -598,6 +599,13 @@ def test_a_run_trained_with_aux_draws_samples_with_them(tmp_path, ipl_file):
     )  # fmt: skip
     assert "aux_draws" not in once.metadata or once.metadata["aux_draws"] == 1
     assert not np.allclose(once.extra["log_q"], samples.extra["log_q"])
+    # `mflows mcmc` weighs its proposals and chain states with the run's K by default too
+    from cli._mcmc import _with_aux_draws
+
+    flow = mf.flow_for_run(run, dtype="float32")
+    chosen = _with_aux_draws(flow, run, tmp_path / "run", None, None, {})
+    assert isinstance(chosen, mf.MultiAuxFlow) and chosen.num_aux == 2
+    assert _with_aux_draws(flow, run, tmp_path / "run", 1, None, {}) is flow
 
 
 def test_energy_max_force_bounds_hot_samples_only(ipl_data):
