@@ -49,7 +49,7 @@ def _with_aux_draws(flow, trained, run, aux_draws, proposals, sample_meta):
             f"--aux-draws {aux_draws}, but the proposals in {proposals} were drawn with "
             f"{drawn}; chain states must be weighted like the proposals: drop --aux-draws."
         )
-    trained_with = int(getattr(trained.config, "aux_draws", 1))  # the run's train.aux_draws
+    trained_with = trained.config.aux_draws  # the run's train.aux_draws
     count = drawn if drawn is not None else (trained_with if aux_draws is None else aux_draws)
     if count < 1:
         raise UserError(f"--aux-draws must be a positive integer; got {count}.")

@@ -33,6 +33,7 @@ import numpy as np
 import manifold_flows as mf
 from manifold_flows._train.config import TrainConfig
 from manifold_flows._train.fit_likelihood import fit_likelihood
+from manifold_flows._train.likelihood import draw_with_energy
 
 
 def _load(run_dir, like):
@@ -85,15 +86,13 @@ def ess(args):
     if args.K > 1:
         flow = mf.MultiAuxFlow(flow, args.K)
     species = jnp.asarray(run.species)
-    draw = jax.jit(jax.vmap(lambda k: flow.sample_and_log_prob(k, species)))
-    energy = jax.jit(jax.vmap(lambda x: system.energy(x, species)))
     start, log_q, u = time.time(), [], []
     for first in range(0, args.R, 500):
         idx = jnp.arange(first, min(first + 500, args.R))
         keys = jax.vmap(lambda i: jax.random.fold_in(jax.random.key(args.seed), i))(idx)
-        x, lq = draw(keys)
+        lq, energies = draw_with_energy(flow, system.energy, species, keys)
         log_q.append(np.asarray(lq, np.float64))
-        u.append(np.asarray(energy(x), np.float64))
+        u.append(np.asarray(energies, np.float64))
     log_q, u = np.concatenate(log_q), np.concatenate(u)
     weights = mf.reweight(u, log_q, temperature)
     n = len(species)
@@ -132,9 +131,8 @@ def bounds(args):
         log_q = jax.scipy.special.logsumexp(t[:, :k], axis=1) - math.log(k)
         out[f"nll_K{k}"] = float(-np.mean(log_q))
     out["aux_scatter_median"] = float(np.median(t.std(axis=1)))
-    sample = jax.jit(jax.vmap(lambda k: flow.sample_and_log_prob(k, species)[0]))
-    xs = sample(jax.random.split(jax.random.key(99), 2000))
-    u = np.asarray(jax.vmap(lambda y: system.energy(y, species))(xs))
+    keys = jax.random.split(jax.random.key(99), 2000)
+    u = np.asarray(draw_with_energy(flow, system.energy, species, keys)[1])
     out["hot_share"] = float(np.mean(u > 2 * np.mean(ref.energy[idx])))
     out["temperature"] = temperature
     print(json.dumps(out))

@@ -239,7 +239,7 @@ def sample_to_file(
     if not isinstance(run, TrainedRun):
         run = load_run(run)
     if aux_draws is None:
-        aux_draws = getattr(run.config, "aux_draws", 1)
+        aux_draws = run.config.aux_draws
     species = np.asarray(run.species)
     box = np.asarray(run.torus.lengths, dtype=np.float64)
     transfer = None

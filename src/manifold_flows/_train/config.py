@@ -213,15 +213,16 @@ class TrainConfig:
             # as they were before the likelihood objectives existed (and such runs resumable).
             for name in _LIKELIHOOD_TRAIN_FIELDS:
                 del values[name]
-        elif self.objective == "ml":
-            # No energy term: its estimator is meaningless (and runs recorded before the
-            # option existed stay resumable).
-            del values["energy_gradient"]
-        if self.likelihood_objective and self.energy_max_force is None:
-            del values["energy_max_force"]  # (as for aux_draws below)
-        if self.likelihood_objective and self.aux_draws == 1:
-            # the flow itself: left out so that runs recorded before the option stay resumable
-            del values["aux_draws"]
+        else:
+            if self.objective == "ml":
+                # No energy term: its estimator is meaningless (and runs recorded before the
+                # option existed stay resumable).
+                del values["energy_gradient"]
+            # Options added later, left out at their defaults so that runs recorded before
+            # them stay resumable.
+            for name, default in _LATER_LIKELIHOOD_DEFAULTS.items():
+                if values[name] == default:
+                    del values[name]
         return values
 
     @classmethod
@@ -243,6 +244,9 @@ _LIKELIHOOD_TRAIN_FIELDS = (
     "val_num_samples",
     "aux_draws",
 )
+#: Likelihood options added after runs were recorded, with the defaults that leave them out
+#: of `TrainConfig.to_dict`.
+_LATER_LIKELIHOOD_DEFAULTS: dict[str, Any] = {"energy_max_force": None, "aux_draws": 1}
 
 
 @dataclasses.dataclass(frozen=True)
