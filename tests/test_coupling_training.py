@@ -494,6 +494,7 @@ def test_flow_matching_records_are_unchanged():
     """Runs of vector fields keep their records (and stay resumable): the new options are
     left out of them."""
     assert "objective" not in TrainConfig().to_dict()
+    assert "init_from" not in TrainConfig().to_dict()
     assert "flow" not in ModelConfig().to_dict()
     assert ModelConfig(**TINY).to_dict()["flow"] == "augmented_coupling"
 
@@ -642,3 +643,72 @@ def test_energy_max_force_bounds_hot_samples_only(ipl_data):
         TrainConfig(objective="mixed", energy_max_force=bound).to_dict()["energy_max_force"]
         == bound
     )
+
+
+# ---------------------------------------------------------------- warm starts (init_from)
+def _records(run_dir):
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_init_from_starts_where_the_source_run_ended(ipl_file, tmp_path):
+    """A run with `init_from` begins with the source run's EMA flow: its untrained validation
+    loss (same split, same validation keys) is the source's last one, not the fresh model's
+    (the source's first); it records its [model], so `load_run` reads it without `like=`."""
+    settings = dict(lr=1e-2, ema_decay=0.0, val_num_samples=0, log_every=5)
+    source = train_from_config(_config(tmp_path / "source", ipl_file, **settings), progress=False)
+    assert abs(source.val_loss - source.initial_val_loss) > 0.01  # the check below can fail
+    config = _config(tmp_path, ipl_file, init_from=str(source.run_dir), **settings)
+    warm = train_from_config(config, progress=False)
+    assert warm.initial_val_loss == pytest.approx(source.val_loss, rel=1e-6, abs=1e-6)
+    run = mf.load_run(tmp_path / "run")
+    assert run.config.init_from == str(source.run_dir)
+    assert isinstance(run.field, AugmentedCouplingFlow)
+
+
+def test_init_from_is_refused_before_training(coupling_run, ipl_file, tmp_path):
+    """A source that is not a finished run of the same model is refused in `setup_run`, with
+    the fix, before anything is written."""
+    config = _config(tmp_path, ipl_file, init_from=str(tmp_path / "nowhere"))
+    with pytest.raises(FileNotFoundError, match=r"init_from.*does not exist"):
+        setup_run(config)
+    config = _config(tmp_path, ipl_file, init_from=str(coupling_run))
+    config["model"]["num_layers"] = 2
+    with pytest.raises(ValueError, match=r"another \[model\].*num_layers = 1 there, 2 here"):
+        setup_run(config)
+    python_run = tmp_path / "python_run"
+    python_run.mkdir()
+    info = json.loads((coupling_run / "run.json").read_text())
+    (python_run / "run.json").write_text(json.dumps({**info, "model": None}))
+    (python_run / "checkpoint.eqx").write_bytes((coupling_run / "checkpoint.eqx").read_bytes())
+    config = _config(tmp_path, ipl_file, init_from=str(python_run))
+    with pytest.raises(ValueError, match="passed from Python"):
+        setup_run(config)
+    with pytest.raises(ValueError, match="init_from must be a run directory"):
+        TrainConfig(objective="ml", init_from="")
+    assert not (tmp_path / "run").exists()
+
+
+def test_init_from_a_smaller_system_is_the_resized_flow(coupling_run):
+    """A coupling flow warm-started from a run at N = 10 is that run's flow resized to
+    N = 20 (same density): the same log q; the default cutoff (half the larger box) is
+    refused with the value to set."""
+    from manifold_flows._pipeline.system import resized_system
+    from manifold_flows._train.warm_start import warm_start
+
+    source = mf.load_run(coupling_run).field
+    cutoff = source.position_conditioners[0].cutoff
+    system = resized_system(mf.get_system("ipl-n10", temperature=0.1), 20)
+    space = mf.ParticleSpace(system.torus, 20)
+    default = ModelConfig(**TINY)
+    built = default.build(system.torus, 20, 2, key=jax.random.key(5))
+    with pytest.raises(ValueError, match=f"set \\[model\\] cutoff = {cutoff!r}"):
+        warm_start(built, coupling_run, model_config=default)
+    model = ModelConfig(**TINY, cutoff=cutoff)
+    built = model.build(system.torus, 20, 2, key=jax.random.key(5))
+    warm = warm_start(built, coupling_run, model_config=model)
+    species = jnp.asarray(system.species)
+    x = jax.random.uniform(jax.random.key(1), (20, 2)) * jnp.asarray(system.torus.lengths)[None]
+    a = source.sample_aux(jax.random.key(2), x, species)
+    expected = source.resized(space).log_prob_joint(x, a, species)
+    assert float(warm.log_prob_joint(x, a, species)) == pytest.approx(float(expected), abs=1e-4)
+    assert abs(float(built.log_prob_joint(x, a, species)) - float(expected)) > 1e-2

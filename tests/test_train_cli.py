@@ -100,6 +100,24 @@ def test_train_happy_path_writes_a_complete_run_and_resumes(
     code, _, err = run_cli([*base, "--resume", "--set", "train.lr=0.01"], capsys, monkeypatch)
     assert code == 2 and "train.lr" in err and (run_dir / "config.toml").read_text() == saved
 
+    # a warm start begins with the run's EMA field: its first validation loss (same split and
+    # validation draws) is the run's last one
+    def val_losses(path):
+        lines = (path / "metrics.jsonl").read_text().splitlines()
+        return [r["val_loss"] for r in map(json.loads, lines) if "val_loss" in r]
+
+    warm_dir = tmp_path / "warm"
+    warm = [*base[: -len(TINY) - 2], "--run-dir", warm_dir, *TINY, "--epochs", "1"]
+    code, _, err = run_cli(
+        [*warm, "--set", f"train.init_from={tmp_path / 'none'}"], capsys, monkeypatch
+    )
+    assert code == 2 and "init_from" in err and len(err.strip().splitlines()) == 1
+    assert not warm_dir.exists()
+    code, _, err = run_cli([*warm, "--set", f"train.init_from={run_dir}"], capsys, monkeypatch)
+    assert code == 0, err
+    last, first = val_losses(run_dir)[-1], val_losses(warm_dir)[0]
+    assert first == pytest.approx(last, rel=1e-6) and abs(val_losses(run_dir)[0] - last) > 1e-3
+
 
 def _bad_npz(path: Path, positions: np.ndarray) -> Path:
     """A dataset file whose positions were replaced after writing (bypassing Dataset checks)."""

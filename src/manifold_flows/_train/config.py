@@ -71,6 +71,12 @@ class TrainConfig:
     - `dtype`: `"float32"` (training default) or `"float64"`.
     - `checkpoint_every`: also checkpoint every this many steps (`0`: at epoch ends only).
     - `log_every`: write a metrics line every this many steps.
+    - `init_from`: a run directory whose trained (EMA) weights this run's model starts from
+      (a warm start: continue a run with other settings, e.g. a maximum-likelihood run
+      fine-tuned on the energy or with several auxiliary draws). The model must be the same
+      (`[model]`); an augmented coupling flow may come from a run at another size with the
+      same cutoff. `None` (the default): a fresh model from `seed`. The step count, the
+      optimiser state and the schedule start afresh.
 
     Fields of the likelihood objectives (a flow with a one-pass log-density, e.g.
     `ModelConfig(flow="augmented_coupling")`; left out of `to_dict` for flow matching):
@@ -128,9 +134,16 @@ class TrainConfig:
     energy_max_force: float | None = None
     val_num_samples: int = 1024
     aux_draws: int = 1
+    init_from: str | None = None
 
     def __post_init__(self):
         o = "TrainConfig"
+        if self.init_from is not None and (
+            not isinstance(self.init_from, str) or not self.init_from.strip()
+        ):
+            raise ValueError(
+                f"TrainConfig.init_from must be a run directory (a path); got {self.init_from!r}."
+            )
         if self.objective not in OBJECTIVES:
             raise ValueError(
                 f"TrainConfig.objective must be one of {', '.join(OBJECTIVES)}; got "
@@ -208,6 +221,9 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         values = dataclasses.asdict(self)
+        if values["init_from"] is None:
+            # added after runs were recorded: left out unset, so those runs stay resumable
+            del values["init_from"]
         if not self.likelihood_objective:
             # Meaningless for flow matching; leaving them out keeps the records of those runs
             # as they were before the likelihood objectives existed (and such runs resumable).

@@ -354,6 +354,10 @@ def fit(
         raise TypeError(
             f"`field` must be a vector field (an eqx.Module) or a ModelConfig; got {field!r}."
         )
+    if config.init_from is not None and saved_info is None:
+        from .warm_start import warm_start
+
+        field = warm_start(field, config.init_from, model_config=model)
     field = cast_floating(field, dtype)
     _check_field(field, n, d, species, dtype)
 

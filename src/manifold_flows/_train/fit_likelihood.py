@@ -231,6 +231,10 @@ def fit_likelihood(
             f"TrainConfig.aux_draws={config.aux_draws} averages auxiliary draws of an augmented "
             f"flow, and {type(model).__name__} has none: set aux_draws = 1."
         )
+    if config.init_from is not None and saved_info is None:
+        from .warm_start import warm_start
+
+        model = warm_start(model, config.init_from, model_config=model_config)
     model = cast_floating(model, dtype)
     cap = _soft_cap(config, dataset, train_idx, system, temperature) if system else 0.0
 

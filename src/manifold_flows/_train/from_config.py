@@ -285,6 +285,10 @@ def setup_run(
             stacklevel=2,
         )
 
+    if train.init_from is not None:
+        from .warm_start import check_init_from
+
+        check_init_from(train.init_from, model)  # refused here, before training
     interpolant = coupling = None
     strategies = {}
     if model.is_coupling_flow:
