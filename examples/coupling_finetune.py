@@ -16,8 +16,11 @@ Three commands:
     # the fraction of 2000 flow samples with more than twice their mean energy
     python examples/coupling_finetune.py bounds OUT2 REFERENCE --like RUN
 
-A fine-tuned run trained a flow passed in from Python, so loading it needs the original run
-(`--like RUN`) for the flow's structure. The system and temperature are the run's.
+A run fine-tuned here trained a flow passed in from Python, so loading it needs the original
+run (`--like RUN`) for the flow's structure. The system and temperature are the run's. From
+the command line, the same fine-tunes are warm starts (`[train] init_from`, e.g.
+`examples/configs/coupling_ipl_n10_energy.toml`); `ess` and `bounds` measure those runs too
+(without `--like`).
 """
 
 import argparse

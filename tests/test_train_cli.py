@@ -188,13 +188,18 @@ def test_every_example_config_is_valid():
     from manifold_flows._train.from_config import _check_model_and_objective, check_config_keys
 
     files = sorted(CONFIGS.glob("*.toml"))
-    assert len(files) == 15
-    for path in files:
-        config = tomllib.loads(path.read_text())
+    assert len(files) == 17
+    configs = {path: tomllib.loads(path.read_text()) for path in files}
+    by_run_dir = {config["run_dir"]: config for config in configs.values()}
+    for path, config in configs.items():
         check_config_keys(config)
         model = mf.ModelConfig.from_dict(config["model"])
         train = mf.TrainConfig.from_dict(config["train"])
         _check_model_and_objective(model, train, config)
+        if train.init_from is not None:  # a later stage: it starts from a shipped config's run
+            source = by_run_dir[train.init_from]
+            assert mf.ModelConfig.from_dict(source["model"]) == model, path.name
+            assert source["data"] == config["data"], path.name
         if model.is_coupling_flow:
             continue
         mf.build_interpolant(config["interpolant"]["name"], mf.FlatTorus(1.0, dim=2))
