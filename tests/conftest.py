@@ -12,6 +12,12 @@ from hypothesis import HealthCheck, settings
 jax.config.update("jax_enable_x64", True)
 jax.config.update("jax_numpy_dtype_promotion", "strict")
 jax.config.update("jax_numpy_rank_promotion", "raise")
+# On a CPU the suite compiles about a thousand small programs and runs each briefly: XLA's
+# backend optimisation (LLVM) costs more than it saves there (tests/test_flow_mcmc.py: 125 s
+# without it against 142 s with it, on 2 cores). MFLOWS_TEST_OPTIMIZED=1 runs the suite on
+# fully optimised programs, as the library runs outside the tests; accelerators always do.
+if os.environ.get("MFLOWS_TEST_OPTIMIZED") != "1" and jax.default_backend() == "cpu":
+    jax.config.update("jax_disable_most_optimizations", True)
 
 settings.register_profile(
     "dev",

@@ -7,6 +7,7 @@ Where a property is claimed, a planted bug shows that the check can fail.
 import importlib
 import json
 import math
+import shutil
 
 import equinox as eqx
 import jax
@@ -39,9 +40,11 @@ def _exact_log_z(system, temperature):
     species = jnp.asarray(system.species)
     length = float(system.box[0])
 
+    energy = jax.jit(lambda x: system.energy(x, species))
+
     def boltzmann(r):
         x = jnp.array([[0.0], [r % length]])
-        return math.exp(-float(system.energy(x, species)) / temperature)
+        return math.exp(-float(energy(x)) / temperature)
 
     inner, _ = integrate.quad(boltzmann, -length / 2, length / 2, points=[0.0], limit=200)
     return math.log(length * inner)
@@ -104,7 +107,7 @@ def _reweighted_log_z(flow, system, num, seed=0):
     species = jnp.asarray(system.species)
     keys = jax.random.split(jax.random.key(seed), num)
     x, log_q = jax.jit(jax.vmap(lambda k: flow.sample_and_log_prob(k, species)))(keys)
-    u = jax.vmap(lambda xi: system.energy(xi, species))(x)
+    u = jax.jit(jax.vmap(lambda xi: system.energy(xi, species)))(x)
     return mf.reweight(np.asarray(u), np.asarray(log_q), system.default_temperature)
 
 
@@ -129,8 +132,8 @@ def _energy_objective(flow, system, num, seed):
     error (it is the reverse KL minus log Z while no sample reaches the cap)."""
     species = jnp.asarray(system.species)
     keys = jax.random.split(jax.random.key(seed), num)
-    x, log_q = jax.vmap(lambda k: flow.sample_and_log_prob(k, species))(keys)
-    u = jax.vmap(lambda xi: system.energy(xi, species))(x)
+    x, log_q = eqx.filter_jit(jax.vmap(lambda k: flow.sample_and_log_prob(k, species)))(keys)
+    u = jax.jit(jax.vmap(lambda xi: system.energy(xi, species)))(x)
     terms = np.asarray(log_q + soft_capped(u, CAP) / system.default_temperature)
     return float(np.mean(terms)), float(np.std(terms) / math.sqrt(num))
 
@@ -299,11 +302,15 @@ def test_likelihood_adapter_fits_the_chains_samples(coupling_run, ipl_data):
     chains = data  # stand-in for the chains' burn-in samples
     adapt = mf.likelihood_adapter(run, epochs=6, lr=3e-3)
 
-    def nll(model):
+    @eqx.filter_jit
+    def mean_nll(model):
         keys = jax.random.split(jax.random.key(7), chains.num_samples)
         x = jnp.asarray(chains.positions, dtype=jnp.float32)
         species = jnp.asarray(chains.species)
-        return -float(jnp.mean(jax.vmap(lambda k, p: model.log_prob(p, species, key=k))(keys, x)))
+        return -jnp.mean(jax.vmap(lambda k, p: model.log_prob(p, species, key=k))(keys, x))
+
+    def nll(model):
+        return float(mean_nll(model))
 
     tuned = adapt(flow, chains, 0)
     assert type(tuned) is type(flow)
@@ -663,6 +670,11 @@ def test_init_from_starts_where_the_source_run_ended(ipl_file, tmp_path):
     run = mf.load_run(tmp_path / "run")
     assert run.config.init_from == str(source.run_dir)
     assert isinstance(run.field, AugmentedCouplingFlow)
+    # resuming reads the run's own checkpoint: the source is no longer needed
+    shutil.rmtree(source.run_dir)
+    config["train"]["epochs"] = 2
+    resumed = train_from_config(config, resume=True, progress=False)
+    assert int(resumed.state.step) == 2 * warm.steps_per_epoch
 
 
 def test_init_from_is_refused_before_training(coupling_run, ipl_file, tmp_path):

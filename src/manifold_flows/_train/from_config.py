@@ -183,7 +183,12 @@ def _check_against_system(dataset: Dataset, system: str, data_path: Path) -> Non
 
 
 def setup_run(
-    config: dict[str, Any], *, run_dir=None, data=None, config_name: str = "run"
+    config: dict[str, Any],
+    *,
+    run_dir=None,
+    data=None,
+    config_name: str = "run",
+    resume: bool = False,
 ) -> RunSetup:
     """Validate a configuration, read and check its dataset, and build the strategy objects.
 
@@ -192,6 +197,8 @@ def setup_run(
     - `config`: the configuration mapping (see the module docstring).
     - `run_dir`, `data`: override `run_dir` and `[data] path`.
     - `config_name`: used for the default run directory `runs/<config_name>`.
+    - `resume`: the run continues from its own checkpoint, so `[train] init_from` is not read
+      (the run it started from may be gone).
 
     **Returns:**
 
@@ -285,7 +292,7 @@ def setup_run(
             stacklevel=2,
         )
 
-    if train.init_from is not None:
+    if train.init_from is not None and not resume:
         from .warm_start import check_init_from
 
         check_init_from(train.init_from, model)  # refused here, before training
@@ -423,7 +430,7 @@ def train_from_config(
     (versions, seeds, data checksum, device, precision) to the run directory, and train
     (`fit`, on the devices of `parallel`, an `AbstractParallelism`; default one device; in a
     multi-process run only process 0 writes files). Returns the `TrainResult`."""
-    setup = setup_run(config, run_dir=run_dir, data=data, config_name=config_name)
+    setup = setup_run(config, run_dir=run_dir, data=data, config_name=config_name, resume=resume)
     if setup.train.dtype == "float64":
         import jax
 
