@@ -653,10 +653,6 @@ def test_energy_max_force_bounds_hot_samples_only(ipl_data):
 
 
 # ---------------------------------------------------------------- warm starts (init_from)
-def _records(run_dir):
-    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-
-
 def test_init_from_starts_where_the_source_run_ended(ipl_file, tmp_path):
     """A run with `init_from` begins with the source run's EMA flow: its untrained validation
     loss (same split, same validation keys) is the source's last one, not the fresh model's

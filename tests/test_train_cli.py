@@ -102,9 +102,10 @@ def test_train_happy_path_writes_a_complete_run_and_resumes(
 
     # a warm start begins with the run's EMA field: its first validation loss (same split and
     # validation draws) is the run's last one
+    from test_train import metrics_records
+
     def val_losses(path):
-        lines = (path / "metrics.jsonl").read_text().splitlines()
-        return [r["val_loss"] for r in map(json.loads, lines) if "val_loss" in r]
+        return [r["val_loss"] for r in metrics_records(path) if "val_loss" in r]
 
     warm_dir = tmp_path / "warm"
     warm = [*base[: -len(TINY) - 2], "--run-dir", warm_dir, *TINY, "--epochs", "1"]
