@@ -27,8 +27,10 @@ echo "doctor rc=$?" | tee -a "$OUT/doctor.txt"
 tail -5 "$OUT/doctor.txt"
 
 echo "== test suite"
+# As the README's test command: each file on one worker, so module fixtures are built once.
+# No -x: one failure must not hide the others (the timeout bounds the run).
 timeout "${SUITE_TIMEOUT:-330}" python3 -m pytest -q -p no:cacheprovider -n "${WORKERS:-8}" \
-    -x --timeout 300 > "$OUT/pytest.txt" 2>&1
+    --dist loadfile --timeout 300 > "$OUT/pytest.txt" 2>&1
 echo "pytest rc=$?" | tee -a "$OUT/pytest.txt"
 tail -15 "$OUT/pytest.txt"
 

@@ -66,10 +66,14 @@ def flow():
         space, 2, num_layers=1, num_bins=6, width=16, channels=4, num_rbf=8,
         init_scale=1.0, key=jax.random.key(0),
     )  # fmt: skip
-    # Perturb every parameter so that the map is far from the identity.
+    return _perturbed(model, jax.random.key(1))
+
+
+def _perturbed(model, key):
+    """`model` with every parameter perturbed, so that the map is far from the identity."""
     params, static = eqx.partition(model, eqx.is_inexact_array)
     leaves, tree = jax.tree.flatten(params)
-    keys = jax.random.split(jax.random.key(1), len(leaves))
+    keys = jax.random.split(key, len(leaves))
     leaves = [p + 0.3 * jax.random.normal(k, p.shape) for p, k in zip(leaves, keys, strict=True)]
     return eqx.combine(jax.tree.unflatten(tree, leaves), static)
 
@@ -257,6 +261,75 @@ def test_point_group_check_catches_an_unsymmetrised_conditioner(flow, state, mon
     # still translation invariant, but no longer point-group invariant
     assert _translation_gap(flow, *state, fresh=True) < 1e-10
     assert not _point_group_gap(flow, *state, fresh=True) < 1e-10
+
+
+# ---------------------------------------------------------------- angular moments
+@pytest.fixture(scope="module")
+def angular_flow():
+    space = mf.ParticleSpace(mf.FlatTorus(L, dim=D), N)
+    model = AugmentedCouplingFlow(
+        space, 2, num_layers=1, num_bins=6, width=16, channels=4, num_rbf=8, angular=3,
+        init_scale=1.0, key=jax.random.key(5),
+    )  # fmt: skip
+    flow = _perturbed(model, jax.random.key(6))
+    x, a, _ = eqx.filter_jit(flow.sample_joint)(jax.random.key(7), SPECIES)
+    return flow, x, a
+
+
+def test_angular_moments_keep_every_symmetry_and_the_exact_log_det(angular_flow):
+    flow, x, a = angular_flow
+    assert _translation_gap(flow, x, a) < 1e-10
+    assert _permutation_gap(flow, x, a) < 1e-10
+    assert _point_group_gap(flow, x, a) < 1e-10
+    assert _jacobian_gap(flow, x, a) < 1e-9
+
+
+def test_point_group_check_catches_odd_angular_weights(angular_flow, monkeypatch):
+    # A planted bug: odd powers of the cosine flip with the axis, so the "even" moments no
+    # longer keep their parity under a reflection.
+    def odd_powers(delta, r, orders):
+        cos = delta / jnp.where(r > 0, r, 1)[..., None]
+        return cos[..., None] ** jnp.arange(orders, dtype=delta.dtype).reshape(1, 1, 1, -1)
+
+    monkeypatch.setattr(conditioner_module, "_angular_powers", odd_powers)
+    flow, x, a = angular_flow
+    assert _translation_gap(flow, x, a, fresh=True) < 1e-10
+    assert not _point_group_gap(flow, x, a, fresh=True) < 1e-10
+
+
+def test_angular_moments_reach_the_splines(angular_flow):
+    # The higher orders are features, not dead weight: zeroing the edge outputs that weight
+    # them (orders p >= 2 of both moments) changes the splines.
+    flow, x, _ = angular_flow
+    cond = flow.position_conditioners[0]
+    w, c, p = cond.width, cond.channels, cond.angular
+    neighbours = flow.neighbour_list(x, flow.space.manifold.lengths, cond.cutoff)
+    box = jnp.full((D,), L)
+    first = jnp.tile(jnp.arange(p) == 0, 2).repeat(c).astype(jnp.float64)
+    keep = jnp.ones(w + 2 * p * c).at[w:].set(first)
+    last = cond.edge_net.layers[-1]
+    plain = eqx.tree_at(
+        lambda m: (m.edge_net.layers[-1].weight, m.edge_net.layers[-1].bias),
+        cond,
+        (last.weight * keep[:, None], last.bias * keep),
+    )
+    full = cond(x, SPECIES, neighbours, box)
+    first_order = plain(x, SPECIES, neighbours, box)
+    assert float(jnp.max(jnp.abs(full - first_order))) > 1e-3
+
+
+def test_the_default_conditioner_is_the_first_order_one():
+    # angular = 1 is the conditioner runs were trained with before the option existed: the
+    # same parameter shapes, and its record leaves the option out.
+    space = mf.ParticleSpace(mf.FlatTorus(L, dim=D), N)
+    one = AugmentedCouplingFlow(space, 2, num_layers=1, key=jax.random.key(0))
+    shapes = [p.shape for p in jax.tree.leaves(eqx.filter(one, eqx.is_inexact_array))]
+    assert (16 + 2 * 2, 32) in [tuple(reversed(s)) for s in shapes]  # edge input: rbf + species
+    edge_out = one.position_conditioners[0].edge_net.layers[-1].weight.shape[0]
+    assert edge_out == 32 + 2 * 8
+    config = mf.ModelConfig(flow="augmented_coupling")
+    assert "angular" not in config.to_dict()
+    assert mf.ModelConfig(flow="augmented_coupling", angular=2).to_dict()["angular"] == 2
 
 
 # ---------------------------------------------------------------- locality

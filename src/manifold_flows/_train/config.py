@@ -279,11 +279,12 @@ class ModelConfig:
       `width`, `depth`, `attention`, `tanh_bound` (`True`, `False` or the bound `C`); for
       `"kernel"` (`KernelField`) also `num_kernels` and `cutoff` (default: half the box).
     - for `"augmented_coupling"`: `num_layers` (coupling pairs), `num_bins` (spline bins),
-      `width`, `channels`, `num_rbf` (of each conditioner), `cutoff` (neighbour range, default
-      half the box), `aux_scale` (width of the auxiliary wrapped normal, default a quarter of
-      the mean particle spacing) and `neighbours` (`"auto"`, `"dense"` or `"cells"`:
-      `"auto"` takes a cell list when the box holds at least 3 cells of side `cutoff` per
-      axis, all pairs otherwise).
+      `width`, `channels`, `num_rbf`, `angular` (of each conditioner: `angular` > 1 resolves
+      the per-axis neighbour moments in angle, `LocalConditioner`), `cutoff` (neighbour
+      range, default half the box), `aux_scale` (width of the auxiliary wrapped normal,
+      default a quarter of the mean particle spacing) and `neighbours` (`"auto"`, `"dense"`
+      or `"cells"`: `"auto"` takes a cell list when the box holds at least 3 cells of side
+      `cutoff` per axis, all pairs otherwise).
     """
 
     field: str = "torus_egnn"
@@ -298,6 +299,7 @@ class ModelConfig:
     num_bins: int = 8
     channels: int = 8
     num_rbf: int = 16
+    angular: int = 1
     aux_scale: float | None = None
     neighbours: str = "auto"
 
@@ -317,6 +319,7 @@ class ModelConfig:
         for name in ("width", "depth", "num_kernels", "num_layers", "num_bins", "channels"):
             object.__setattr__(self, name, _check_int(o, name, getattr(self, name), 1))
         object.__setattr__(self, "num_rbf", _check_int(o, "num_rbf", self.num_rbf, 1))
+        object.__setattr__(self, "angular", _check_int(o, "angular", self.angular, 1))
         if not isinstance(self.attention, (bool, np.bool_)):
             raise ValueError(
                 f"ModelConfig.attention must be true or false; got {self.attention!r}."
@@ -375,6 +378,7 @@ class ModelConfig:
             width=self.width,
             channels=self.channels,
             num_rbf=self.num_rbf,
+            angular=self.angular,
             neighbour_list=neighbour_list_for(self.neighbours, torus, num_particles, self.cutoff),
             dtype=dtype,
             key=key,
@@ -384,6 +388,8 @@ class ModelConfig:
         values = dataclasses.asdict(self)
         if self.is_coupling_flow:
             keep = ("flow", "width", "cutoff", *_COUPLING_FLOW_FIELDS)
+            if self.angular == 1:  # the records of runs made before the option stay as they were
+                keep = tuple(k for k in keep if k != "angular")
             return {k: v for k, v in values.items() if k in keep}
         for name in ("flow", *_COUPLING_FLOW_FIELDS):
             del values[name]
@@ -402,7 +408,15 @@ class ModelConfig:
 
 #: Neighbour lists `ModelConfig.neighbours` accepts.
 NEIGHBOURS: tuple[str, ...] = ("auto", "dense", "cells")
-_COUPLING_FLOW_FIELDS = ("num_layers", "num_bins", "channels", "num_rbf", "aux_scale", "neighbours")
+_COUPLING_FLOW_FIELDS = (
+    "num_layers",
+    "num_bins",
+    "channels",
+    "num_rbf",
+    "angular",
+    "aux_scale",
+    "neighbours",
+)
 
 
 def neighbour_list_for(kind: str, torus, num_particles: int, cutoff: float | None):

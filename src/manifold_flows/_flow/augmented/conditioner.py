@@ -42,6 +42,14 @@ class LocalConditioner(eqx.Module):
     `G` for every axis), symmetrised under `v -> -v` so that reflecting axis `k` reflects the
     spline of axis `k` (reversed bins and knot derivatives, opposite rotation).
 
+    With `angular = P > 1` the moments are resolved in angle too: for `p = 1..P` the channels
+    `v^(p)_ik = sum_j e_ij^(v,p) (Delta_ijk / r_c) c_ijk^(2p-2)` and `m^(p)_ik` likewise with
+    `(Delta_ijk / r_c)^2`, `c_ijk = Delta_ijk / r_ij` the cosine of the pair's angle with axis
+    `k` (`p = 1` is the plain moment above). They tell the axis network where along the
+    axis a neighbour sits, not just how far, at `2 (P - 1) channels` more features; the odd
+    ones (`v`) change sign under a reflection of the axis, the even ones (`m`) do not, so
+    the symmetry below is unchanged.
+
     Symmetry: the output depends on `y` only through minimum-image differences (translation
     invariant), on the neighbours through a sum (permutation equivariant, species as
     features), and transforms under a signed permutation of the axes as the relative
@@ -54,7 +62,9 @@ class LocalConditioner(eqx.Module):
     - `cutoff`: `r_c`, at most half the shortest box side.
     - `num_bins`: `K`, bins of each spline.
     - `width`: hidden width (and number of invariant features `h`).
-    - `channels`: number of vector (`v`) and second-moment (`m`) features per axis.
+    - `channels`: number of vector (`v`) and second-moment (`m`) features per axis (and per
+      angular order).
+    - `angular`: `P`, angular orders of the moments (1: the plain first and second moments).
     - `num_rbf`: Gaussian radial basis functions on `[0, r_c]`.
     - `init_scale`: scale of the last layer of `G` (small: the layer starts near the identity).
     - `dtype`: parameter dtype.
@@ -69,6 +79,7 @@ class LocalConditioner(eqx.Module):
     width: int = eqx.field(static=True)
     channels: int = eqx.field(static=True)
     num_rbf: int = eqx.field(static=True)
+    angular: int = eqx.field(static=True)
 
     def __init__(
         self,
@@ -79,14 +90,20 @@ class LocalConditioner(eqx.Module):
         width: int = 32,
         channels: int = 8,
         num_rbf: int = 16,
+        angular: int = 1,
         init_scale: float = 0.01,
         dtype=None,
         key: PRNGKeyArray,
     ):
+        if isinstance(angular, bool) or int(angular) != angular or angular < 1:
+            raise ValueError(
+                f"LocalConditioner(angular=...) must be a positive integer; got {angular!r}."
+            )
+        moments = 2 * channels * int(angular)
         edge_key, axis_key = jax.random.split(key)
         self.edge_net = eqx.nn.MLP(
             num_rbf + 2 * num_species,
-            width + 2 * channels,
+            width + moments,
             width,
             depth=2,
             activation=jax.nn.silu,
@@ -94,7 +111,7 @@ class LocalConditioner(eqx.Module):
             dtype=dtype,
         )
         axis_net = eqx.nn.MLP(
-            width + num_species + 2 * channels,
+            width + num_species + moments,
             num_spline_params(num_bins),
             width,
             depth=2,
@@ -114,6 +131,7 @@ class LocalConditioner(eqx.Module):
         self.width = int(width)
         self.channels = int(channels)
         self.num_rbf = int(num_rbf)
+        self.angular = int(angular)
 
     def __call__(
         self,
@@ -136,19 +154,34 @@ class LocalConditioner(eqx.Module):
         onehot = jax.nn.one_hot(species, self.num_species, dtype=dtype)
         edges = _edge_network(edge_net, rbf, onehot, jnp.where(real, neighbours, 0))
         edges = edges * envelope[..., None]
-        w, c = self.width, self.channels
+        w, c, p = self.width, self.channels, self.angular
         h = jnp.sum(edges[..., :w], axis=1)  # (n, w)
         scaled = delta / self.cutoff  # (n, m, d)
-        v = jnp.einsum("nmc,nmd->ndc", edges[..., w : w + c], scaled)
-        second = jnp.einsum("nmc,nmd->ndc", edges[..., w + c :], scaled * scaled)
+        odd, even = scaled[..., None], (scaled * scaled)[..., None]  # (n, m, d, p)
+        if p > 1:
+            powers = _angular_powers(delta, r, p)
+            odd, even = odd * powers, even * powers
+        moments = edges[..., w:].reshape((*edges.shape[:2], 2, p, c))
+        n, d = anchor.shape
+        v = jnp.einsum("nmpc,nmdp->ndpc", moments[:, :, 0], odd).reshape(n, d, p * c)
+        second = jnp.einsum("nmpc,nmdp->ndpc", moments[:, :, 1], even).reshape(n, d, p * c)
 
-        d = anchor.shape[1]
         invariant = jnp.concatenate([h, onehot], axis=-1)[:, None, :]
         invariant = jnp.broadcast_to(invariant, (anchor.shape[0], d, invariant.shape[-1]))
         per_axis = jax.vmap(jax.vmap(axis_net))
         plus = per_axis(jnp.concatenate([invariant, v, second], axis=-1))
         minus = per_axis(jnp.concatenate([invariant, -v, second], axis=-1))
         return _symmetrize(plus, minus, self.num_bins)
+
+
+def _angular_powers(
+    delta: Float[Array, "n m d"], r: Float[Array, "n m"], orders: int
+) -> Float[Array, "n m d p"]:
+    """`c^(2p)` for `p = 0..orders-1`, `c = Delta_k / r` the cosine of each pair's angle with
+    each axis: even in `Delta_k`, so the moments they weight keep their parity under a
+    reflection of the axis (0 for padded pairs, whose `r` is 0)."""
+    cos = delta / jnp.where(r > 0, r, 1)[..., None]
+    return (cos * cos)[..., None] ** jnp.arange(orders, dtype=delta.dtype).reshape(1, 1, 1, -1)
 
 
 def _linear(layer: eqx.nn.Linear, h: Float[Array, "n m a"]) -> Float[Array, "n m b"]:

@@ -123,7 +123,8 @@ class AugmentedCouplingFlow(AbstractAugmentedLikelihood):
     - `cutoff`: neighbour range (default and maximum: half the shortest box side).
     - `aux_scale`: width of the auxiliary wrapped normal (default: a quarter of the mean
       particle spacing `(V / N)^(1/d)`).
-    - `num_bins`, `width`, `channels`, `num_rbf`, `init_scale`: of each `LocalConditioner`.
+    - `num_bins`, `width`, `channels`, `num_rbf`, `angular`, `init_scale`: of each
+      `LocalConditioner`.
     - `neighbour_list`: an `AbstractNeighbourList` (default `DenseNeighbourList()`).
     - `dtype`: parameter dtype (default: JAX's default float).
     - `key`: PRNG key for the initialisation.
@@ -150,6 +151,7 @@ class AugmentedCouplingFlow(AbstractAugmentedLikelihood):
         width: int = 32,
         channels: int = 8,
         num_rbf: int = 16,
+        angular: int = 1,
         init_scale: float = 0.01,
         neighbour_list: AbstractNeighbourList | None = None,
         dtype=None,
@@ -195,6 +197,7 @@ class AugmentedCouplingFlow(AbstractAugmentedLikelihood):
                 width=width,
                 channels=channels,
                 num_rbf=num_rbf,
+                angular=angular,
                 init_scale=init_scale,
                 dtype=dtype,
                 key=k,
@@ -262,6 +265,7 @@ class AugmentedCouplingFlow(AbstractAugmentedLikelihood):
             width=first.width,
             channels=first.channels,
             num_rbf=first.num_rbf,
+            angular=first.angular,
             neighbour_list=self.neighbour_list if neighbour_list is None else neighbour_list,
             dtype=self.dtype,
             key=jax.random.key(0),  # placeholders, replaced by this flow's parameters
