@@ -411,7 +411,11 @@ def coupling(spec, p: Problem) -> Job:
     exact joint log q(x, a) of one given configuration (one inverse pass), same flow;
     `sample_cells`: `sample` with a cutoff of 2.5 (about 2.5 particle spacings at the IPL
     density) and a `CellNeighbourList` (16 per cell, 32 neighbours at most): the local,
-    O(N) configuration, for large N."""
+    O(N) configuration, for large N. `train`: one maximum-likelihood step as `mflows train`
+    takes it (`ml_loss` on a batch of 128 configurations with one auxiliary draw each, its
+    gradient, Adam), with the IPL N = 10 config's 12 coupling pairs and `aux_scale`."""
+    if spec["impl"] == "train":
+        return _coupling_train(p)
     if spec["impl"] == "sample_cells":
         neighbours = mf.CellNeighbourList(capacity=16, max_neighbours=32)
         flow = mf.AugmentedCouplingFlow(
@@ -444,7 +448,7 @@ def coupling(spec, p: Problem) -> Job:
         )
     if impl != "log_prob":
         raise ValueError(
-            f"coupling has no implementation {impl!r} (sample, log_prob, sample_cells)."
+            f"coupling has no implementation {impl!r} (sample, log_prob, sample_cells, train)."
         )
     x, a, _ = flow.sample_joint(jax.random.key(SEED + 6), species)
 
@@ -452,6 +456,46 @@ def coupling(spec, p: Problem) -> Job:
         return eqx.combine(dynamic, static).log_prob_joint(x, a, species)
 
     return Job(jax.jit(joint), (dynamic, x, a), 1, "config", info)
+
+
+COUPLING_TRAIN_BATCH = 128
+
+
+def _coupling_train(p: Problem) -> Job:
+    from manifold_flows._train.likelihood import ml_loss
+
+    flow = mf.AugmentedCouplingFlow(
+        p.space,
+        p.num_species,
+        num_layers=12,
+        aux_scale=0.35,
+        key=jax.random.key(SEED),
+        dtype=jnp.float32,
+    )
+    dynamic, static = eqx.partition(flow, eqx.is_array)
+    optimizer = optax.adam(1e-3)
+    opt_state = optimizer.init(dynamic)
+    keys = jax.random.split(jax.random.key(SEED + 7), COUPLING_TRAIN_BATCH)
+    x = jax.vmap(lambda k: p.space.random_uniform(k, dtype=jnp.float32))(keys)
+
+    def step(dynamic, opt_state, x, key):
+        def loss(dynamic):
+            return ml_loss(eqx.combine(dynamic, static), x, p.species, key)
+
+        value, grads = jax.value_and_grad(loss)(dynamic)
+        updates, opt_state = optimizer.update(grads, opt_state, dynamic)
+        return optax.apply_updates(dynamic, updates), opt_state, value
+
+    info = {"flow": "AugmentedCouplingFlow", "coupling_parameters": mf.count_parameters(flow)}
+    info["batch"] = COUPLING_TRAIN_BATCH
+    return Job(
+        jax.jit(step),
+        (dynamic, opt_state, x, jax.random.key(SEED + 8)),
+        1,
+        "step",
+        info,
+        summarise=lambda out: {"loss": float(out[2])},
+    )
 
 
 PATHS: dict[str, Callable[[dict, Problem], Job]] = {

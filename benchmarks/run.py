@@ -71,7 +71,7 @@ IMPLS = {
     "scaling": ("library",),
     "sample_batch": (),  # one implementation per chunk size, from --sample-chunks
     "kernel": ("velocity", "divergence", "sample"),
-    "coupling": ("sample", "log_prob", "sample_cells"),
+    "coupling": ("sample", "log_prob", "sample_cells", "train"),
 }
 #: Timed calls after the warm-up (full run, --quick).
 REPEATS = {

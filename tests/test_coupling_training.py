@@ -720,3 +720,33 @@ def test_init_from_a_smaller_system_is_the_resized_flow(coupling_run):
     expected = source.resized(space).log_prob_joint(x, a, species)
     assert float(warm.log_prob_joint(x, a, species)) == pytest.approx(float(expected), abs=1e-4)
     assert abs(float(built.log_prob_joint(x, a, species)) - float(expected)) > 1e-2
+
+
+def test_init_from_adds_a_learned_aux_target_to_a_trained_flow(coupling_run, tmp_path, ipl_file):
+    """A run with `learned_aux` may start from one without: the same flow, and the learned
+    target starts as the fixed one (same log q~). The other way round is refused."""
+    from manifold_flows._train.warm_start import check_init_from, warm_start
+
+    source = mf.load_run(coupling_run).field
+    system = mf.get_system("ipl-n10", temperature=0.1)
+    model = ModelConfig(**TINY, learned_aux=True)
+    built = model.build(system.torus, 10, 2, key=jax.random.key(5))
+    warm = warm_start(built, coupling_run, model_config=model)
+    assert warm.learned_aux is not None
+    species = jnp.asarray(system.species)
+    x = jax.random.uniform(jax.random.key(1), (10, 2)) * jnp.asarray(system.torus.lengths)[None]
+    a = source.sample_aux(jax.random.key(2), x, species)
+    assert float(warm.log_prob_joint(x, a, species)) == pytest.approx(
+        float(source.log_prob_joint(x, a, species)), abs=1e-5
+    )
+    assert float(warm.aux_log_prob(a, x, species)) == pytest.approx(
+        float(source.aux_log_prob(a, x, species)), abs=1e-5
+    )
+    # a learned run as the source of a fixed-target one: refused, naming the option
+    learned_run = tmp_path / "learned"
+    shutil.copytree(coupling_run, learned_run)
+    info = json.loads((learned_run / "run.json").read_text())
+    info["model"]["learned_aux"] = True
+    (learned_run / "run.json").write_text(json.dumps(info))
+    with pytest.raises(ValueError, match="learned_aux = True there, None here"):
+        check_init_from(learned_run, ModelConfig(**TINY))

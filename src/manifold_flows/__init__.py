@@ -109,6 +109,7 @@ from ._flow import (
     FlowStats as FlowStats,
     GaussianBase as GaussianBase,
     HutchinsonDivergence as HutchinsonDivergence,
+    LearnedAux as LearnedAux,
     MultiAuxFlow as MultiAuxFlow,
     UniformBase as UniformBase,
     coupling_flow_audit as coupling_flow_audit,

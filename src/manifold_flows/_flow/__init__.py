@@ -27,6 +27,7 @@ from .augmented import (
     AugmentedCouplingFlow as AugmentedCouplingFlow,
     CellNeighbourList as CellNeighbourList,
     DenseNeighbourList as DenseNeighbourList,
+    LearnedAux as LearnedAux,
     MultiAuxFlow as MultiAuxFlow,
     coupling_flow_audit as coupling_flow_audit,
 )
@@ -68,6 +69,7 @@ __all__ = [
     "FlowStats",
     "GaussianBase",
     "HutchinsonDivergence",
+    "LearnedAux",
     "MultiAuxFlow",
     "UniformBase",
     "coupling_flow_audit",

@@ -136,7 +136,7 @@ class _Densities(eqx.Module):
         if self.latent:
             x_key, a_key = jax.random.split(key)
             z_x = self.flow.space.random_uniform(x_key, dtype=self.flow.dtype)
-            z_a = self.flow.sample_aux(a_key, z_x, self.species)
+            z_a = self.flow.sample_base_aux(a_key, z_x, self.species)
             x, a, log_det = self.flow.forward(z_x, z_a, self.species)
             log_q = self.flow.base_log_prob(z_x, z_a, self.species) - log_det
             coords = (z_x, z_a)

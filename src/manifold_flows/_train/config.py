@@ -280,7 +280,9 @@ class ModelConfig:
       `"kernel"` (`KernelField`) also `num_kernels` and `cutoff` (default: half the box).
     - for `"augmented_coupling"`: `num_layers` (coupling pairs), `num_bins` (spline bins),
       `width`, `channels`, `num_rbf`, `angular` (of each conditioner: `angular` > 1 resolves
-      the per-axis neighbour moments in angle, `LocalConditioner`), `cutoff` (neighbour
+      the per-axis neighbour moments in angle; `rounds` > 1 adds message-passing rounds, so
+      that an edge sees the neighbourhoods of both its ends: `LocalConditioner`),
+      `learned_aux` (learn the auxiliary target `p_aux(a | x)`, `LearnedAux`), `cutoff` (neighbour
       range, default half the box), `aux_scale` (width of the auxiliary wrapped normal,
       default a quarter of the mean particle spacing) and `neighbours` (`"auto"`, `"dense"`
       or `"cells"`: `"auto"` takes a cell list when the box holds at least 3 cells of side
@@ -300,6 +302,8 @@ class ModelConfig:
     channels: int = 8
     num_rbf: int = 16
     angular: int = 1
+    rounds: int = 1
+    learned_aux: bool = False
     aux_scale: float | None = None
     neighbours: str = "auto"
 
@@ -320,11 +324,17 @@ class ModelConfig:
             object.__setattr__(self, name, _check_int(o, name, getattr(self, name), 1))
         object.__setattr__(self, "num_rbf", _check_int(o, "num_rbf", self.num_rbf, 1))
         object.__setattr__(self, "angular", _check_int(o, "angular", self.angular, 1))
+        object.__setattr__(self, "rounds", _check_int(o, "rounds", self.rounds, 1))
         if not isinstance(self.attention, (bool, np.bool_)):
             raise ValueError(
                 f"ModelConfig.attention must be true or false; got {self.attention!r}."
             )
         object.__setattr__(self, "attention", bool(self.attention))
+        if not isinstance(self.learned_aux, (bool, np.bool_)):
+            raise ValueError(
+                f"ModelConfig.learned_aux must be true or false; got {self.learned_aux!r}."
+            )
+        object.__setattr__(self, "learned_aux", bool(self.learned_aux))
         for name in ("cutoff", "aux_scale"):
             value = getattr(self, name)
             if value is not None:
@@ -379,6 +389,8 @@ class ModelConfig:
             channels=self.channels,
             num_rbf=self.num_rbf,
             angular=self.angular,
+            rounds=self.rounds,
+            learned_aux=self.learned_aux,
             neighbour_list=neighbour_list_for(self.neighbours, torus, num_particles, self.cutoff),
             dtype=dtype,
             key=key,
@@ -388,8 +400,10 @@ class ModelConfig:
         values = dataclasses.asdict(self)
         if self.is_coupling_flow:
             keep = ("flow", "width", "cutoff", *_COUPLING_FLOW_FIELDS)
-            if self.angular == 1:  # the records of runs made before the option stay as they were
-                keep = tuple(k for k in keep if k != "angular")
+            # At their defaults, options added later are left out, so the records of runs
+            # made before them stay as they were.
+            later = {"angular": 1, "rounds": 1, "learned_aux": False}
+            keep = tuple(k for k in keep if k not in later or getattr(self, k) != later[k])
             return {k: v for k, v in values.items() if k in keep}
         for name in ("flow", *_COUPLING_FLOW_FIELDS):
             del values[name]
@@ -414,6 +428,8 @@ _COUPLING_FLOW_FIELDS = (
     "channels",
     "num_rbf",
     "angular",
+    "rounds",
+    "learned_aux",
     "aux_scale",
     "neighbours",
 )

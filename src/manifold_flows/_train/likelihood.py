@@ -80,11 +80,25 @@ def guarded_energy(energy, x: Float[Array, "n d"], species: Int[Array, " n"], ma
     return value(x)
 
 
+def _inner(flow):
+    return flow.flow if isinstance(flow, MultiAuxFlow) else flow
+
+
+def _with_live_aux(frozen, flow):
+    """`frozen` with `flow`'s learned auxiliary target (if it has one) put back: `q` does not
+    depend on that target's parameters, so their whole gradient is the one through
+    `log p_aux` itself, which a frozen copy would drop (and training would not move them)."""
+    if getattr(_inner(flow), "learned_aux", None) is None:
+        return frozen
+    return eqx.tree_at(lambda f: _inner(f).learned_aux, frozen, _inner(flow).learned_aux)
+
+
 def _path_sample_and_log_prob(flow, key: PRNGKeyArray, species: Int[Array, " n"]):
     """A sample (differentiable in the parameters through the sample only) and its `log q~`
-    from the inverse pass with the parameters held fixed: the score term is left out."""
+    from the inverse pass with the flow's parameters held fixed: the score term is left out.
+    A learned auxiliary target keeps its parameters live (`_with_live_aux`)."""
     params, rest = eqx.partition(flow, eqx.is_inexact_array)
-    frozen = eqx.combine(jax.lax.stop_gradient(params), rest)
+    frozen = _with_live_aux(eqx.combine(jax.lax.stop_gradient(params), rest), flow)
     if isinstance(flow, AbstractAugmentedLikelihood):
         x, a, _ = flow.sample_joint(key, species)
         log_q = frozen.log_prob_joint(x, a, species) - frozen.aux_log_prob(a, x, species)

@@ -32,7 +32,9 @@ def warm_start(model, source, *, model_config: ModelConfig | None):
     (box, cutoff, auxiliary scale, ...). An augmented coupling flow may come from a run at
     another size (same dimension): its conditioners are local, so its weights define the flow
     at this run's size (`AugmentedCouplingFlow.resized`), provided the cutoff in effect is the
-    same (set `[model] cutoff` to the source's when the default, half the box, differs).
+    same (set `[model] cutoff` to the source's when the default, half the box, differs). A
+    model with `learned_aux` may start from one without: its learned target starts as the
+    fixed one.
 
     **Raises:**
 
@@ -47,6 +49,12 @@ def warm_start(model, source, *, model_config: ModelConfig | None):
     field = load_run(source).field
     if isinstance(field, AugmentedCouplingFlow) and isinstance(model, AugmentedCouplingFlow):
         field = _resized_like(field, model, source)
+        if field.learned_aux is None and model.learned_aux is not None:
+            # It starts as the fixed target (its last layer is zero): the flow's density and
+            # its importance weights are those of the source at the start.
+            field = eqx.tree_at(
+                lambda f: f.learned_aux, field, model.learned_aux, is_leaf=lambda n: n is None
+            )
     elif not _same_space(field, model):
         raise _fail(
             source,
@@ -86,6 +94,8 @@ def check_init_from(source, model_config: ModelConfig | None) -> None:
         now = model_config.to_dict()
         # lengths (default: from the box) are compared in effect, on the built models
         keys = (set(saved) | set(now)) - _LENGTHS
+        if now.get("learned_aux") and not saved.get("learned_aux"):
+            keys -= {"learned_aux"}  # a learned auxiliary target may join a trained flow
         differ = sorted(k for k in keys if saved.get(k) != now.get(k))
         if differ:
             listed = "; ".join(f"{k} = {saved.get(k)!r} there, {now.get(k)!r} here" for k in differ)

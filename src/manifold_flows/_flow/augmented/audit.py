@@ -81,7 +81,7 @@ def coupling_flow_audit(
     def base_and_sample(k):
         position_key, aux_key = jax.random.split(k)
         z_x = flow.space.random_uniform(position_key, dtype=dtype)
-        z_a = flow.sample_aux(aux_key, z_x, args)
+        z_a = flow.sample_base_aux(aux_key, z_x, args)
         x, a, log_det = flow.forward(z_x, z_a, args)
         log_q = flow.base_log_prob(z_x, z_a, args) - log_det
         return z_x, z_a, x, a, log_det, log_q

@@ -12,6 +12,7 @@ from ..._manifold.particles import check_species
 from .._base_dist import UniformBase
 from .base import AbstractAugmentedLikelihood
 from .conditioner import LocalConditioner
+from .learned_aux import LearnedAux, _num_images
 from .neighbours import AbstractNeighbourList, DenseNeighbourList
 from .spline import circular_spline, circular_spline_inverse, wrap
 
@@ -35,17 +36,6 @@ def _couple(
     relative = target - anchor
     moved, log_det = jax.vmap(jax.vmap(spline))(relative, raw, jnp.broadcast_to(box, target.shape))
     return wrap(anchor + moved, box), jnp.sum(log_det)
-
-
-def _num_images(scale: float, lengths: tuple[float, ...]) -> int:
-    """Periodic images `n = -K..K` that make the wrapped normal exact in float64: the first
-    image left out is smaller than the nearest one by `exp(-K (K + 1) L^2 / (2 sigma^2))`,
-    below 1e-17 when `K (K + 1) >= 80 sigma^2 / L^2`."""
-    ratio = 80 * scale**2 / min(lengths) ** 2
-    k = 1
-    while k * (k + 1) < ratio:
-        k += 1
-    return k
 
 
 def wrapped_normal_exponents(
@@ -96,7 +86,10 @@ class AugmentedCouplingFlow(AbstractAugmentedLikelihood):
         log p_aux(a | x) = sum_{i,k} log sum_n N(delta_ik + n L_k; 0, aux_scale^2),
 
     `delta` the minimum-image `a - x`, with enough images `n` for float64. Both are normalised,
-    so log q is (`normalized` is True).
+    so log q is (`normalized` is True). With `learned_aux`, the auxiliary target `p_aux(a | x)`
+    is a `LearnedAux` instead (the base keeps the fixed wrapped normal): its centre and width
+    follow each particle's neighbourhood and train with the flow, so that `log q~` scatters
+    less over the auxiliaries.
 
     Exact symmetries of `log q(x, a)` (and of the aux-corrected `log q~`):
 
@@ -123,8 +116,10 @@ class AugmentedCouplingFlow(AbstractAugmentedLikelihood):
     - `cutoff`: neighbour range (default and maximum: half the shortest box side).
     - `aux_scale`: width of the auxiliary wrapped normal (default: a quarter of the mean
       particle spacing `(V / N)^(1/d)`).
-    - `num_bins`, `width`, `channels`, `num_rbf`, `angular`, `init_scale`: of each
+    - `num_bins`, `width`, `channels`, `num_rbf`, `angular`, `rounds`, `init_scale`: of each
       `LocalConditioner`.
+    - `learned_aux`: learn the auxiliary target (`LearnedAux`, same width, channels and radial
+      basis as the conditioners) instead of fixing it.
     - `neighbour_list`: an `AbstractNeighbourList` (default `DenseNeighbourList()`).
     - `dtype`: parameter dtype (default: JAX's default float).
     - `key`: PRNG key for the initialisation.
@@ -135,6 +130,7 @@ class AugmentedCouplingFlow(AbstractAugmentedLikelihood):
     position_conditioners: tuple[LocalConditioner, ...]
     aux_conditioners: tuple[LocalConditioner, ...]
     neighbour_list: AbstractNeighbourList
+    learned_aux: LearnedAux | None
     num_species: int = eqx.field(static=True)
     aux_scale: float = eqx.field(static=True)
     num_images: int = eqx.field(static=True)
@@ -152,7 +148,9 @@ class AugmentedCouplingFlow(AbstractAugmentedLikelihood):
         channels: int = 8,
         num_rbf: int = 16,
         angular: int = 1,
+        rounds: int = 1,
         init_scale: float = 0.01,
+        learned_aux: bool = False,
         neighbour_list: AbstractNeighbourList | None = None,
         dtype=None,
         key: PRNGKeyArray,
@@ -198,6 +196,7 @@ class AugmentedCouplingFlow(AbstractAugmentedLikelihood):
                 channels=channels,
                 num_rbf=num_rbf,
                 angular=angular,
+                rounds=rounds,
                 init_scale=init_scale,
                 dtype=dtype,
                 key=k,
@@ -209,6 +208,22 @@ class AugmentedCouplingFlow(AbstractAugmentedLikelihood):
         self.position_conditioners = tuple(make(k) for k in keys[:num_layers])
         self.aux_conditioners = tuple(make(k) for k in keys[num_layers:])
         self.neighbour_list = neighbour_list
+        # Its own key, folded from the flow's: the conditioners are initialised as without it.
+        self.learned_aux = (
+            LearnedAux(
+                num_species,
+                cutoff,
+                scale=float(aux_scale),
+                box=lengths,
+                width=width,
+                channels=channels,
+                num_rbf=num_rbf,
+                dtype=dtype,
+                key=jax.random.fold_in(key, 1),
+            )
+            if learned_aux
+            else None
+        )
         self.num_species = int(num_species)
         self.aux_scale = float(aux_scale)
         self.num_images = _num_images(self.aux_scale, lengths)
@@ -266,14 +281,17 @@ class AugmentedCouplingFlow(AbstractAugmentedLikelihood):
             channels=first.channels,
             num_rbf=first.num_rbf,
             angular=first.angular,
+            rounds=first.rounds,
+            learned_aux=self.learned_aux is not None,
             neighbour_list=self.neighbour_list if neighbour_list is None else neighbour_list,
             dtype=self.dtype,
             key=jax.random.key(0),  # placeholders, replaced by this flow's parameters
         )
         return eqx.tree_at(
-            lambda f: (f.position_conditioners, f.aux_conditioners),
+            lambda f: (f.position_conditioners, f.aux_conditioners, f.learned_aux),
             fresh,
-            (self.position_conditioners, self.aux_conditioners),
+            (self.position_conditioners, self.aux_conditioners, self.learned_aux),
+            is_leaf=lambda node: node is None,
         )
 
     # ------------------------------------------------------------------ helpers
@@ -329,10 +347,25 @@ class AugmentedCouplingFlow(AbstractAugmentedLikelihood):
         return x, a, total
 
     # ------------------------------------------------------------------ densities
+    def _learned(self, x: Float[Array, "n d"], args: PyTree):
+        """What the learned auxiliary target needs: species, neighbours of `x`, box."""
+        species = self._species(args)
+        neighbours = self.neighbour_list(
+            x, self.space.manifold.lengths, self.learned_aux.conditioner.cutoff
+        )
+        return species, neighbours, self._box(x.dtype)[0]
+
     def aux_log_prob(
         self, a: Float[ArrayLike, "n d"], x: Float[ArrayLike, "n d"], args: PyTree
     ) -> Float[Array, ""]:
+        """`log p_aux(a | x)`: the fixed wrapped normal of width `aux_scale` centred on the
+        particles, or with `learned_aux` the `LearnedAux` density."""
         a, x = jnp.asarray(a), jnp.asarray(x)
+        if self.learned_aux is not None:
+            return self.learned_aux.log_prob(a, x, *self._learned(x, args))
+        return self._base_aux_log_prob(a, x)
+
+    def _base_aux_log_prob(self, a: Float[Array, "n d"], x: Float[Array, "n d"]):
         return wrapped_normal_log_prob(a - x, self.aux_scale, self._box(x.dtype), self.num_images)
 
     def permute_aux(self, a: Float[Array, "n d"], order: ArrayLike) -> Float[Array, "n d"]:
@@ -343,8 +376,18 @@ class AugmentedCouplingFlow(AbstractAugmentedLikelihood):
         self, key: PRNGKeyArray, x: Float[ArrayLike, "n d"], args: PyTree
     ) -> Float[Array, "n d"]:
         x = jnp.asarray(x)
-        noise = jax.random.normal(key, x.shape, dtype=x.dtype)
-        return wrap(x + self.aux_scale * noise, self._box(x.dtype))
+        if self.learned_aux is not None:
+            return self.learned_aux.sample(key, x, *self._learned(x, args))
+        return self.sample_base_aux(key, x, args)
+
+    def sample_base_aux(
+        self, key: PRNGKeyArray, z_x: Float[ArrayLike, "n d"], args: PyTree
+    ) -> Float[Array, "n d"]:
+        """`z_a | z_x` of the base: the wrapped normal of width `aux_scale` centred on `z_x`
+        (the auxiliary target too, unless `learned_aux`)."""
+        z_x = jnp.asarray(z_x)
+        noise = jax.random.normal(key, z_x.shape, dtype=z_x.dtype)
+        return wrap(z_x + self.aux_scale * noise, self._box(z_x.dtype))
 
     def base_log_prob(
         self, z_x: Float[ArrayLike, "n d"], z_a: Float[ArrayLike, "n d"], args: PyTree
@@ -353,14 +396,14 @@ class AugmentedCouplingFlow(AbstractAugmentedLikelihood):
         wrapped normal of `p_aux` (`forward` maps it to the flow's joint density)."""
         z_x = jnp.asarray(z_x)
         uniform = -jnp.asarray(self.space.log_volume(), dtype=z_x.dtype)
-        return uniform + self.aux_log_prob(z_a, z_x, args)
+        return uniform + self._base_aux_log_prob(jnp.asarray(z_a), z_x)
 
     def sample_joint(
         self, key: PRNGKeyArray, args: PyTree
     ) -> tuple[Float[Array, "n d"], Float[Array, "n d"], Float[Array, ""]]:
         position_key, aux_key = jax.random.split(key)
         z_x = self.space.random_uniform(position_key, dtype=self.dtype)
-        z_a = self.sample_aux(aux_key, z_x, args)
+        z_a = self.sample_base_aux(aux_key, z_x, args)
         x, a, log_det = self.forward(z_x, z_a, args)
         return x, a, self.base_log_prob(z_x, z_a, args) - log_det
 
