@@ -421,7 +421,7 @@ def coupling(spec, p: Problem) -> Job:
         flow = mf.AugmentedCouplingFlow(
             p.space,
             p.num_species,
-            cutoff=2.5,
+            cutoff=min(2.5, 0.5 * min(p.torus.lengths)),  # at most half the box (N = 10)
             neighbour_list=neighbours,
             key=jax.random.key(SEED),
             dtype=jnp.float32,

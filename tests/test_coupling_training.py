@@ -748,5 +748,5 @@ def test_init_from_adds_a_learned_aux_target_to_a_trained_flow(coupling_run, tmp
     info = json.loads((learned_run / "run.json").read_text())
     info["model"]["learned_aux"] = True
     (learned_run / "run.json").write_text(json.dumps(info))
-    with pytest.raises(ValueError, match="learned_aux = True there, None here"):
+    with pytest.raises(ValueError, match="learned_aux = True there, False here"):
         check_init_from(learned_run, ModelConfig(**TINY))

@@ -7,6 +7,7 @@ temperature. The new run is a run like any other (its own record, checkpoints an
 it records its `ModelConfig`, so `load_run` and `mflows sample` read it without help.
 """
 
+import dataclasses
 import math
 from pathlib import Path
 
@@ -96,9 +97,18 @@ def check_init_from(source, model_config: ModelConfig | None) -> None:
         keys = (set(saved) | set(now)) - _LENGTHS
         if now.get("learned_aux") and not saved.get("learned_aux"):
             keys -= {"learned_aux"}  # a learned auxiliary target may join a trained flow
-        differ = sorted(k for k in keys if saved.get(k) != now.get(k))
+        # an option a record leaves out is at its default (`ModelConfig.to_dict`)
+        defaults = {f.name: f.default for f in dataclasses.fields(ModelConfig)}
+
+        def there(k):
+            return saved.get(k, defaults.get(k))
+
+        def here(k):
+            return now.get(k, defaults.get(k))
+
+        differ = sorted(k for k in keys if there(k) != here(k))
         if differ:
-            listed = "; ".join(f"{k} = {saved.get(k)!r} there, {now.get(k)!r} here" for k in differ)
+            listed = "; ".join(f"{k} = {there(k)!r} there, {here(k)!r} here" for k in differ)
             raise _fail(
                 source, f"that run has another [model] ({listed}); use the same [model] table."
             )
