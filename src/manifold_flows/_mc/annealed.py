@@ -41,8 +41,8 @@ import numpy as np
 from jaxtyping import Array, ArrayLike, Float, Int, PRNGKeyArray
 
 from .._flow.augmented import AbstractAugmentedLikelihood
-from .._flow.augmented.flow import wrapped_normal_exponents
 from .._flow.augmented.spline import wrap
+from .._flow.augmented.wrapped_normal import wrapped_normal_exponents
 from .._flow.base import AbstractLikelihood
 
 

@@ -251,10 +251,10 @@ def _angular_powers(
     return jnp.stack(powers, axis=-1)
 
 
-def _mlp_rows(net: eqx.nn.MLP, rows: Float[Array, "r a"]) -> Float[Array, "r b"]:
-    """`net` applied to every row of a matrix as plain matrix products (the layers' bias is
-    always on: `eqx.nn.MLP` builds them so)."""
-    for layer in net.layers[:-1]:
+def _mlp_rows(net: eqx.nn.MLP, rows: Float[Array, "r a"], start: int = 0) -> Float[Array, "r b"]:
+    """`net` from layer `start` on, applied to every row of a matrix as plain matrix products
+    (the layers' bias is always on: `eqx.nn.MLP` builds them so)."""
+    for layer in net.layers[start:-1]:
         rows = net.activation(rows @ layer.weight.T + layer.bias[None, :])
     last = net.layers[-1]
     return rows @ last.weight.T + last.bias[None, :]
@@ -279,10 +279,7 @@ def _edge_network(
     theirs = node[neighbours].reshape(n * m, s) @ first.weight[:, r + s :].T
     hidden = rbf.reshape(n * m, r) @ first.weight[:, :r].T + theirs
     hidden = net.activation(hidden.reshape(n, m, -1) + own[:, None, :]).reshape(n * m, -1)
-    for layer in net.layers[1:-1]:
-        hidden = net.activation(hidden @ layer.weight.T + layer.bias[None, :])
-    last = net.layers[-1]
-    return (hidden @ last.weight.T + last.bias[None, :]).reshape(n, m, -1)
+    return _mlp_rows(net, hidden, start=1).reshape(n, m, -1)
 
 
 def _symmetrize(

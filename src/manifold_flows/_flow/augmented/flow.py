@@ -12,9 +12,10 @@ from ..._manifold.particles import check_species
 from .._base_dist import UniformBase
 from .base import AbstractAugmentedLikelihood
 from .conditioner import LocalConditioner
-from .learned_aux import LearnedAux, _num_images
+from .learned_aux import LearnedAux
 from .neighbours import AbstractNeighbourList, DenseNeighbourList
 from .spline import circular_spline, circular_spline_inverse, wrap
+from .wrapped_normal import _num_images, wrapped_normal_log_prob
 
 
 def _couple(
@@ -36,30 +37,6 @@ def _couple(
     relative = target - anchor
     moved, log_det = jax.vmap(jax.vmap(spline))(relative, raw, jnp.broadcast_to(box, target.shape))
     return wrap(anchor + moved, box), jnp.sum(log_det)
-
-
-def wrapped_normal_exponents(
-    delta: Float[Array, "..."], variance: Float[ArrayLike, ""], box: Float[Array, "..."],
-    num_images: int,
-) -> Float[Array, ""]:  # fmt: skip
-    """`sum log sum_{|m| <= num_images} exp(-(delta + m L)^2 / (2 variance))` over the entries
-    of `delta` (any representatives; `box` of the same rank, broadcasting against it): the
-    wrapped normal log-density without its normaliser `-delta.size / 2 log(2 pi variance)`."""
-    delta = delta - box * jnp.round(delta / box)
-    images = jnp.arange(-num_images, num_images + 1).astype(delta.dtype)
-    shifted = delta[..., None] + images.reshape((1,) * delta.ndim + (-1,)) * box[..., None]
-    log_terms = -0.5 * shifted * shifted / variance
-    return jnp.sum(jax.scipy.special.logsumexp(log_terms, axis=-1))
-
-
-def wrapped_normal_log_prob(
-    delta: Float[Array, "n d"], scale: float, box: Float[Array, "1 d"], num_images: int
-) -> Float[Array, ""]:
-    """`sum_{i,k} log sum_{|m| <= num_images} N(delta_ik + m L_k; 0, scale^2)`: the wrapped
-    normal log-density of the displacements `delta` (any representatives)."""
-    variance = scale**2
-    const = 0.5 * math.log(2 * math.pi * variance)
-    return wrapped_normal_exponents(delta, variance, box, num_images) - delta.size * const
 
 
 class AugmentedCouplingFlow(AbstractAugmentedLikelihood):

@@ -10,22 +10,12 @@ from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from .conditioner import LocalConditioner
 from .spline import wrap
+from .wrapped_normal import _num_images, wrapped_normal_exponents
 
 #: `mu` is bounded by `MAX_SHIFT * scale`, `log(sigma / scale)` by `MAX_LOG_WIDTH` (both smooth
 #: bounds, `tanh`), so that no parameter value makes the density degenerate.
 MAX_SHIFT = 2.0
 MAX_LOG_WIDTH = 2.0
-
-
-def _num_images(scale: float, lengths: tuple[float, ...]) -> int:
-    """Periodic images `n = -K..K` that make the wrapped normal exact in float64: the first
-    image left out is smaller than the nearest one by `exp(-K (K + 1) L^2 / (2 sigma^2))`,
-    below 1e-17 when `K (K + 1) >= 80 sigma^2 / L^2`."""
-    ratio = 80 * scale**2 / min(lengths) ** 2
-    k = 1
-    while k * (k + 1) < ratio:
-        k += 1
-    return k
 
 
 class LearnedAux(eqx.Module):
@@ -108,13 +98,8 @@ class LearnedAux(eqx.Module):
         """`log r(a | x)`."""
         shift, sigma = self.centre_and_width(x, species, neighbours, box)
         delta = a - x - shift
-        lengths = box[None, :]
-        delta = delta - lengths * jnp.round(delta / lengths)
-        images = jnp.arange(-self.num_images, self.num_images + 1).astype(delta.dtype)
-        shifted = delta[..., None] + images[None, None, :] * lengths[..., None]
-        shifted = shifted / sigma[..., None]
-        log_terms = jax.scipy.special.logsumexp(-0.5 * shifted * shifted, axis=-1)
-        return jnp.sum(log_terms - jnp.log(sigma)) - delta.size * 0.5 * math.log(2 * math.pi)
+        exponents = wrapped_normal_exponents(delta, sigma * sigma, box[None, :], self.num_images)
+        return exponents - jnp.sum(jnp.log(sigma)) - delta.size * 0.5 * math.log(2 * math.pi)
 
     def sample(
         self,
