@@ -296,6 +296,48 @@ def test_ti_rules_are_exact_where_they_should_be_and_propagate_errors():
     assert set(two.as_dict()) >= {"value", "error", "discretisation_error", "betas"}
 
 
+def _pair_on_a_circle(beta: float, half: float = 1.5) -> tuple[float, float]:
+    """Two particles on a circle of length `2 half` with `U = r^-12` (minimum image `r`):
+    `log Z(beta) - 2 log L` and `<U>_beta`, by adaptive quadrature over `r`."""
+    from scipy.integrate import quad
+
+    def boltzmann(r):
+        return math.exp(-beta * r**-12) if r > 0 else 0.0
+
+    z = quad(boltzmann, 0, half, points=[0.5, 1.0], limit=200, epsabs=0, epsrel=1e-13)[0]
+    u = quad(lambda r: r**-12 * boltzmann(r) if r > 0 else 0.0, 0, half, points=[0.5, 1.0],
+             limit=200, epsabs=0, epsrel=1e-13)[0]  # fmt: skip
+    return math.log(z / half), u / z
+
+
+def test_power_law_quadrature_integrates_from_the_ideal_gas():
+    """A pair `r^-12` on a circle (d = 1): `<U>_beta` diverges like `beta^(-11/12)` at
+    `beta -> 0`, and `log Z(beta_1) - log Z(0) = -integral_0^beta_1 <U> d beta` has a known
+    value from quadrature over `r`. With `s = beta^(1/12)` 12 nodes get it to 1e-7; plain
+    Gauss-Legendre in beta (power 1) is off by more than 1e-2. Broken on purpose: leaving the
+    Jacobian `power s^(power-1)` out of the weights gives an error of order 1."""
+    beta_1 = 2.0
+    exact = -_pair_on_a_circle(beta_1)[0]  # log Z(0) - log Z(beta_1) = integral
+    betas, weights = mf.power_law_quadrature(0.0, beta_1, 12, power=12)
+    assert np.all(np.diff(betas) > 0) and 0 < betas[0] and betas[-1] < beta_1
+    mean_u = np.array([_pair_on_a_circle(b)[1] for b in betas])
+    assert weights @ mean_u == pytest.approx(exact, rel=1e-7)
+    plain_b, plain_w = mf.power_law_quadrature(0.0, beta_1, 12, power=1)
+    plain_u = np.array([_pair_on_a_circle(b)[1] for b in plain_b])
+    assert abs(plain_w @ plain_u - exact) > 1e-2 * abs(exact)
+    # from beta_0 > 0 too, and exact for <U> = c beta^(-1 + 1/power) + polynomial in s
+    b, w = mf.power_law_quadrature(0.3, 5.0, 6, power=6)
+    u = 2.0 * b ** (-5 / 6) + 0.5 * b
+    assert w @ u == pytest.approx(12 * (5.0 ** (1 / 6) - 0.3 ** (1 / 6)) + 0.25 * (25 - 0.09))
+    for bad in (dict(beta_0=1.0, beta_1=1.0, nodes=4), dict(beta_0=-1.0, beta_1=1.0, nodes=4)):
+        with pytest.raises(ValueError, match="beta_0 < beta_1"):
+            mf.power_law_quadrature(**bad)
+    with pytest.raises(ValueError, match="nodes"):
+        mf.power_law_quadrature(0.0, 1.0, 0)
+    with pytest.raises(ValueError, match="power"):
+        mf.power_law_quadrature(0.0, 1.0, 4, power=0)
+
+
 # ---------------------------------------------------------------------------- bad input
 def test_bad_input_is_refused_with_the_fix():
     x, log_q = von_mises_samples(np.random.default_rng(12), 50, 0.7)

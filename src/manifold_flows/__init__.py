@@ -22,6 +22,7 @@ from ._analysis import (
     high_energy_fraction as high_energy_fraction,
     high_energy_threshold as high_energy_threshold,
     pareto_khat as pareto_khat,
+    power_law_quadrature as power_law_quadrature,
     radial_distribution as radial_distribution,
     reweight as reweight,
     specific_heat as specific_heat,

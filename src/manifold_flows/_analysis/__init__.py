@@ -35,6 +35,7 @@ from .rdf import (
 from .reweight import ReweightResult as ReweightResult, reweight as reweight
 from .thermodynamic_integration import (
     ThermodynamicIntegration as ThermodynamicIntegration,
+    power_law_quadrature as power_law_quadrature,
     thermodynamic_integration as thermodynamic_integration,
 )
 
@@ -58,6 +59,7 @@ __all__ = [
     "high_energy_fraction",
     "high_energy_threshold",
     "pareto_khat",
+    "power_law_quadrature",
     "radial_distribution",
     "reweight",
     "specific_heat",

@@ -142,3 +142,47 @@ def thermodynamic_integration(
         method="simpson" if use_simpson else "trapezoid",
         discretisation_error=gap,
     )
+
+
+def power_law_quadrature(
+    beta_0: float, beta_1: float, nodes: int, *, power: int = 6
+) -> tuple[np.ndarray, np.ndarray]:
+    """Nodes and weights for `integral_{beta_0}^{beta_1} <U>_beta d beta` when `<U>` diverges
+    like a power of `beta` at small `beta`: Gauss-Legendre in `s = beta^(1 / power)`.
+
+    With a pair repulsion `r^-n` in `d` dimensions, `<U>_beta` grows like `beta^(d/n - 1)` as
+    `beta -> 0` (close pairs get rarer only like `beta^(d/n)`), which a rule uniform in `beta`
+    resolves badly near the ideal-gas end. In `s`, `d beta = power s^(power - 1) ds`, and with
+    `power = n / d` (6 for `r^-12` in two dimensions; use the smallest such ratio of the
+    system's pairs) the integrand `power s^(power-1) <U>(s^power)` stays finite, so
+    Gauss-Legendre converges fast. Run independent Monte Carlo at each returned `beta` and form
+    `weights @ mean_energies`; the statistical error is `sqrt(sum (weights * errors)^2)`.
+    Rerunning with about half the nodes (independent runs) bounds the quadrature error.
+
+    **Arguments:**
+
+    - `beta_0`, `beta_1`: the ends, `0 <= beta_0 < beta_1` (`beta_0 = 0` is allowed: the nodes
+      stay inside the interval).
+    - `nodes`: Gauss-Legendre nodes, `>= 1`.
+    - `power`: the substitution's exponent, `>= 1` (1 is plain Gauss-Legendre in `beta`).
+
+    **Returns:**
+
+    `(betas, weights)`, each of shape `(nodes,)`, betas increasing.
+    """
+    if not (math.isfinite(beta_0) and math.isfinite(beta_1) and 0 <= beta_0 < beta_1):
+        raise ValueError(
+            f"power_law_quadrature needs 0 <= beta_0 < beta_1; got beta_0 = {beta_0}, "
+            f"beta_1 = {beta_1}. Pass the ideal-gas end first."
+        )
+    if int(nodes) != nodes or nodes < 1:
+        raise ValueError(f"`nodes` must be a positive integer; got {nodes}.")
+    if int(power) != power or power < 1:
+        raise ValueError(
+            f"`power` must be a positive integer (n / d of an r^-n pair); got {power}."
+        )
+    s_0, s_1 = beta_0 ** (1.0 / power), beta_1 ** (1.0 / power)
+    t, c = np.polynomial.legendre.leggauss(int(nodes))
+    s = 0.5 * (s_1 - s_0) * t + 0.5 * (s_1 + s_0)
+    weights = 0.5 * (s_1 - s_0) * c * power * s ** (power - 1)
+    return s**power, weights
