@@ -16,6 +16,12 @@ Three commands:
     # the fraction of 2000 flow samples with more than twice their mean energy
     python examples/coupling_finetune.py bounds OUT2 REFERENCE --like RUN
 
+    # with an independent log Z (examples/free_energy/absolute_ti.py), both also report KL
+    # divergences: `bounds` the forward KL of the K-draw model, E_p[log p(x) - log q~_K], an
+    # upper bound on that of the x-marginal, and exp(-KL), the ceiling of its ESS / R for
+    # large R; `ess` an upper bound on the reverse KL of the x-marginal
+    python examples/coupling_finetune.py bounds RUN REFERENCE --log-z -34.383
+
 A run fine-tuned here trained a flow passed in from Python, so loading it needs the original
 run (`--like RUN`) for the flow's structure. The system and temperature are the run's. From
 the command line, the same fine-tunes are warm starts (`[train] init_from`, e.g.
@@ -104,8 +110,17 @@ def ess(args):
         "R": args.R, "K": args.K, "seed": args.seed, "ess": weights.ess,
         "ess_fraction": weights.ess_fraction, "khat": weights.khat,
         "u": per_particle.reweighted, "u_err": per_particle.reweighted_err,
+        "log_z_is": weights.log_z, **_reverse_kl(args.log_z, log_q, u, temperature),
         "seconds": time.time() - start,
     }, default=float))  # fmt: skip
+
+
+def _reverse_kl(log_z, log_q, u, temperature):
+    """An upper bound on KL(q_x || p) given an independent log Z (absolute_ti.py): the joint
+    KL(q(x, a) || p(x) p_aux(a | x)) = E_q[log q~ + U / T] + log Z."""
+    if log_z is None:
+        return {}
+    return {"reverse_kl_bound": float(np.mean(log_q + u / temperature) + log_z)}  # inf if any U is
 
 
 def bounds(args):
@@ -134,6 +149,15 @@ def bounds(args):
         log_q = jax.scipy.special.logsumexp(t[:, :k], axis=1) - math.log(k)
         out[f"nll_K{k}"] = float(-np.mean(log_q))
     out["aux_scatter_median"] = float(np.median(t.std(axis=1)))
+    if args.log_z is not None:  # KL(p || q_x) <= E_p[-log q~_K] - E_p[U] / T - log Z
+        log_p = -ref.energy[idx] / temperature - args.log_z  # paired with log q~ on the same x
+        for k in (1, 4, 16, 64):
+            log_q = jax.scipy.special.logsumexp(t[:, :k], axis=1) - math.log(k)
+            gap = log_p - np.asarray(log_q, np.float64)
+            out[f"forward_kl_bound_K{k}"] = float(np.mean(gap))
+            out[f"forward_kl_bound_K{k}_err"] = float(np.std(gap, ddof=1) / math.sqrt(count))
+            # ESS / R -> exp(-D_2(P || Q)) <= exp(-KL(P || Q)) for large R, P = p(x) p_aux^K
+            out[f"ess_fraction_ceiling_K{k}"] = math.exp(-out[f"forward_kl_bound_K{k}"])
     keys = jax.random.split(jax.random.key(99), 2000)
     u = np.asarray(draw_with_energy(flow, system.energy, species, keys)[1])
     out["hot_share"] = float(np.mean(u > 2 * np.mean(ref.energy[idx])))
@@ -157,12 +181,14 @@ def main():
     p.add_argument("-R", type=int, default=10000)
     p.add_argument("-K", type=int, default=8)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--log-z", type=float, default=None, help="log Z from absolute_ti.py")
     p.set_defaults(func=ess)
     p = commands.add_parser("bounds")
     p.add_argument("run")
     p.add_argument("reference")
     p.add_argument("--like", default=None)
     p.add_argument("-M", type=int, default=300)
+    p.add_argument("--log-z", type=float, default=None, help="log Z from absolute_ti.py")
     p.set_defaults(func=bounds)
     args = parser.parse_args()
     args.func(args)
