@@ -85,18 +85,16 @@ def monte_carlo_energy(system_name: str, beta: float, seed: int, args) -> dict:
 
 
 def gauss_legendre_integral(system_name, beta0, beta1, nodes, seed, args) -> dict:
-    """`integral_{beta0}^{beta1} <U> d beta` with `beta = s^6` and `nodes` Gauss-Legendre
-    nodes in `s`; the statistical error from the per-node errors (independent runs)."""
-    s0, s1 = beta0 ** (1 / 6), beta1 ** (1 / 6)
-    t, c = np.polynomial.legendre.leggauss(nodes)
-    s = 0.5 * (s1 - s0) * t + 0.5 * (s1 + s0)
-    weights = 0.5 * (s1 - s0) * c * 6 * s**5  # d beta = 6 s^5 ds
+    """`integral_{beta0}^{beta1} <U> d beta` with `beta = s^power` (`--power`) and `nodes`
+    Gauss-Legendre nodes in `s`; the statistical error from the per-node errors (independent
+    runs)."""
+    betas, weights = mf.power_law_quadrature(beta0, beta1, nodes, power=args.power)
     points = []
-    for k, sk in enumerate(s):
-        p = monte_carlo_energy(system_name, float(sk**6), seed + 1000 * k, args)
+    for k, beta in enumerate(betas):
+        p = monte_carlo_energy(system_name, float(beta), seed + 1000 * k, args)
         points.append(p)
         print(
-            f"  node {k + 1:2d}/{nodes}: beta = {sk**6:10.4g}  T = {1 / sk**6:10.4g}  "
+            f"  node {k + 1:2d}/{nodes}: beta = {beta:10.4g}  T = {1 / beta:10.4g}  "
             f"<U> = {p['mean_energy']:12.6g} ± {p['mean_energy_err']:.3g}  "
             f"(tau {p['tau_sweeps']:.0f} sweeps) {p['warnings'] or ''}",
             flush=True,
@@ -134,6 +132,9 @@ def main() -> None:
     parser.add_argument("--beta0", type=float, default=1e-3, help="the nearly ideal end")
     parser.add_argument("--uniform", type=int, default=2**21, help="uniform draws at beta0")
     parser.add_argument("--nodes", type=int, default=20, help="Gauss-Legendre nodes (fine)")
+    parser.add_argument(
+        "--power", type=int, default=6, help="n / d of the r^-n core: 6 for r^-12 in 2-D, 4 in 3-D"
+    )
     parser.add_argument("--chains", type=int, default=64)
     parser.add_argument("--samples-per-chain", type=int, default=40)
     parser.add_argument("--between", type=int, default=100, help="sweeps between samples")
