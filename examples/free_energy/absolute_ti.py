@@ -38,7 +38,11 @@ jax.config.update("jax_enable_x64", True)
 
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
-from ti_vs_reweighting import monte_carlo_u  # noqa: E402  (this directory)
+from ti_vs_reweighting import (  # noqa: E402  (this directory)
+    add_monte_carlo_options,
+    load_samples,
+    monte_carlo_u,
+)
 
 import manifold_flows as mf  # noqa: E402
 
@@ -110,11 +114,7 @@ def gauss_legendre_integral(system_name, beta0, beta1, nodes, seed, args) -> dic
 
 
 def flow_estimate(path: str, temperature: float) -> dict:
-    ds = mf.load_configurations(path)
-    if ds.energy is None or "log_q" not in ds.extra:
-        raise SystemExit(f"{path}: no energies or log q; pass a file written by `mflows sample`.")
-    if not (ds.metadata or {}).get("base_normalized", False):
-        raise SystemExit(f"{path}: log q is not a normalised density: log Z is not identified.")
+    ds = load_samples(path)
     fe = mf.free_energy(ds.energy, ds.extra["log_q"], temperature, num_particles=ds.num_particles)
     return {
         "log_z": fe.log_z,
@@ -135,10 +135,7 @@ def main() -> None:
     parser.add_argument(
         "--power", type=int, default=6, help="n / d of the r^-n core: 6 for r^-12 in 2-D, 4 in 3-D"
     )
-    parser.add_argument("--chains", type=int, default=64)
-    parser.add_argument("--samples-per-chain", type=int, default=40)
-    parser.add_argument("--between", type=int, default=100, help="sweeps between samples")
-    parser.add_argument("--equilibration", type=int, default=1000)
+    add_monte_carlo_options(parser, between=100, equilibration=1000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--samples", help="a sample file of a flow at --temperature")
     parser.add_argument("--out", help="write the numbers as JSON here")

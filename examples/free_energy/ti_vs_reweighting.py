@@ -74,12 +74,25 @@ def integrate(points: list[dict]) -> mf.ThermodynamicIntegration:
     )
 
 
+def add_monte_carlo_options(
+    parser: argparse.ArgumentParser, *, between: int, equilibration: int
+) -> None:
+    """The options of the independent Monte Carlo runs that `monte_carlo_u` reads."""
+    parser.add_argument("--chains", type=int, default=64)
+    parser.add_argument("--samples-per-chain", type=int, default=40)
+    parser.add_argument("--between", type=int, default=between, help="sweeps between samples")
+    parser.add_argument("--equilibration", type=int, default=equilibration)
+
+
 def load_samples(path: str) -> mf.Dataset:
+    """A sample file of `mflows sample`: energies and a normalised log q, or one line on exit."""
     ds = mf.load_configurations(path)
     if ds.energy is None or "log_q" not in ds.extra:
         raise SystemExit(f"{path}: no energies or log q; pass a file written by `mflows sample`.")
     if not (ds.metadata or {}).get("base_normalized", False):
-        raise SystemExit(f"{path}: log q is not a normalised density: F is not identified.")
+        raise SystemExit(
+            f"{path}: log q is not a normalised density: free energies are not identified."
+        )
     return ds
 
 
@@ -104,10 +117,7 @@ def main() -> None:
     parser.add_argument("--t1", type=float, default=0.1)
     parser.add_argument("--t2", type=float, default=0.2)
     parser.add_argument("--points", type=int, default=10, help="temperatures on the path")
-    parser.add_argument("--chains", type=int, default=64)
-    parser.add_argument("--samples-per-chain", type=int, default=40)
-    parser.add_argument("--between", type=int, default=150, help="sweeps between samples")
-    parser.add_argument("--equilibration", type=int, default=2000)
+    add_monte_carlo_options(parser, between=150, equilibration=2000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--samples", help="one sample file, reweighted to T1 and T2")
     parser.add_argument("--samples-t1", help="a sample file at T1 (with --samples-t2)")
