@@ -10,9 +10,10 @@ the normalisation of a flow's log q on the torus). Two parts:
 1. `log Z(beta_0)` at a tiny `beta_0` (T = 1000 by default) by plain Monte Carlo over uniform
    configurations: `log Z = N log V + log mean_u exp(-beta_0 U)`. Exact estimator, independent
    draws; at `beta_0 = 1e-3` only pairs closer than about 0.56 sigma cost weight.
-2. The integral, with the substitution `beta = s^6`: a pair potential `r^-12` makes
-   `<U>_beta` diverge like `beta^(-5/6)` as `beta -> 0` (the chance of a close pair shrinks only
-   like `beta^(1/6)`), so the integrand in `s`, `6 s^5 <U>(s^6)`, stays smooth. Gauss-Legendre
+2. The integral, with the substitution `beta = s^6` (`--power 6`, the default; 4 for `r^-12`
+   in 3-D): a pair potential `r^-12` in 2-D makes `<U>_beta` diverge like `beta^(-5/6)` as
+   `beta -> 0` (the chance of a close pair shrinks only like `beta^(1/6)`), so the integrand in
+   `s`, `6 s^5 <U>(s^6)`, stays smooth. Gauss-Legendre
    nodes in `s`, an independent `run_monte_carlo` at each (chains as independent units for the
    error). Two orders (`--nodes` and about half of it) run on independent chains; their
    difference bounds the quadrature error of the coarser one.
@@ -156,7 +157,7 @@ def main() -> None:
     )
     rules = []
     for k, nodes in enumerate((args.nodes, args.nodes // 2)):
-        print(f"Gauss-Legendre, {nodes} nodes in s = beta^(1/6):", flush=True)
+        print(f"Gauss-Legendre, {nodes} nodes in s = beta^(1/{args.power}):", flush=True)
         rules.append(
             gauss_legendre_integral(
                 args.system, args.beta0, beta1, nodes, args.seed + 1 + 100000 * k, args
